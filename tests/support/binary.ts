@@ -1,0 +1,38 @@
+/** Runs the compiled dist/mars the way a deploy script would, for end-to-end tests. */
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const binaryPath = resolve(import.meta.dir, "../../dist/mars");
+
+export interface RunResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `mars ...args` to completion. The binary must have been built (`bun run build`). */
+export async function runMars(
+  args: readonly string[],
+  options: { env?: Record<string, string>; timeoutMs?: number; stdin?: string } = {},
+): Promise<RunResult> {
+  if (!existsSync(binaryPath)) throw new Error(`${binaryPath} is missing: run 'bun run build'`);
+  const child = Bun.spawn([binaryPath, ...args], {
+    env: { ...process.env, ...options.env },
+    stdin: options.stdin === undefined ? "ignore" : new TextEncoder().encode(options.stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: options.timeoutMs ?? 60_000,
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  return { exitCode, stdout, stderr };
+}
+
+/** A fresh temporary directory for one test. */
+export function temporaryDirectory(prefix = "mars-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
