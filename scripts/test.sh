@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-bun.sh
+export PATH="$PATH:/usr/sbin:/sbin"  # mkfs.ext4, losetup and ip live there
 bash scripts/test-tools.sh
 bun install --frozen-lockfile >/dev/null
 bun run build
