@@ -26,7 +26,9 @@ export interface ConformanceOptions {
 
 function pattern(lengthBytes: number, seed: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(lengthBytes);
-  for (let index = 0; index < lengthBytes; index++) bytes[index] = (index * 31 + seed * 7 + 1) & 255;
+  for (let index = 0; index < lengthBytes; index++) {
+    bytes[index] = (index * 31 + seed * 7 + 1) & 255;
+  }
   return bytes;
 }
 
