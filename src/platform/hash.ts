@@ -14,18 +14,14 @@ export function crc32(data: Uint8Array): number {
 export function sha256(...parts: Uint8Array[]): Uint8Array {
   const hasher = new Bun.CryptoHasher("sha256");
   for (const part of parts) hasher.update(part);
-  const digest = new Uint8Array(32);
-  hasher.digest(digest);
-  return digest;
+  return new Uint8Array(hasher.digest());
 }
 
 /** HMAC-SHA256 of the concatenation of `parts` under `key`. */
 export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const hasher = new Bun.CryptoHasher("sha256", key);
   for (const part of parts) hasher.update(part);
-  const digest = new Uint8Array(32);
-  hasher.digest(digest);
-  return digest;
+  return new Uint8Array(hasher.digest());
 }
 
 /** Compares two byte strings in time independent of where they differ. */
@@ -34,4 +30,23 @@ export function constantTimeEqual(left: Uint8Array, right: Uint8Array): boolean 
   let difference = 0;
   for (let index = 0; index < left.length; index++) difference |= left[index]! ^ right[index]!;
   return difference === 0;
+}
+
+/** An incremental sha256, for digests of data that arrives in pieces (a growing logfile). */
+export interface IncrementalDigest {
+  update(data: Uint8Array): void;
+  /** The digest of everything fed so far; the hasher stays usable. */
+  digest(): Uint8Array;
+}
+
+export function sha256Incremental(): IncrementalDigest {
+  const hasher = new Bun.CryptoHasher("sha256");
+  return {
+    update(data: Uint8Array): void {
+      hasher.update(data);
+    },
+    digest(): Uint8Array {
+      return new Uint8Array(hasher.copy().digest());
+    },
+  };
 }
