@@ -16,6 +16,7 @@ const deterministicFolders = [
 /** Platform modules that are pure functions of their input, so deterministic code may use them. */
 const deterministicPlatformModules = [
   "src/platform/types.ts", "src/platform/hash.ts", "src/platform/compress.ts",
+  "src/platform/cbor.ts",
 ];
 
 function listTypeScript(folder: string): string[] {
