@@ -55,6 +55,14 @@ class BunConnection implements Connection {
     this.socket.terminate();
   }
 
+  pause(): void {
+    if (!this.isClosed) this.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.isClosed) this.socket.resume();
+  }
+
   onData(chunk: Uint8Array): void {
     if (this.handlers) this.handlers.data(chunk);
     else this.early.push(chunk.slice());
@@ -105,6 +113,26 @@ function socketHandlers(onOpen: (socket: Socket<SocketState>) => void) {
     close: (socket: Socket<SocketState>, error?: Error) => socket.data?.connection?.onClose(error),
     error: (socket: Socket<SocketState>, error: Error) => socket.data?.connection?.onClose(error),
   };
+}
+
+/**
+ * Serves an already-connected stream socket (a socketpair end handed to the kernel nbd driver).
+ * Bun owns the descriptor from here on and closes it with the connection.
+ */
+export async function adoptSocket(fd: number, handlers: ConnectionHandlers): Promise<Connection> {
+  let connection: BunConnection | undefined;
+  const socketOptions = socketHandlers((socket) => {
+    connection = new BunConnection(socket, `fd ${fd}`);
+    socket.data = { connection };
+    connection.attach(handlers);
+  });
+  try {
+    const socket = await Bun.connect<SocketState>({ fd, socket: socketOptions } as never);
+    assert(connection !== undefined && socket.data.connection === connection, "open ran first");
+    return connection;
+  } catch (error) {
+    throw new MarsError("io", `cannot serve socket fd ${fd}: ${error}`);
+  }
 }
 
 export const bunNetwork: Network = {

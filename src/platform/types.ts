@@ -124,6 +124,12 @@ export interface Connection {
   end(): void;
   /** Closes at once, dropping the queue. */
   destroy(): void;
+  /**
+   * Flow control for receiving: stop delivering `data` until `resume` (a few chunks already
+   * read may still arrive). Optional: an implementation without it simply never pauses.
+   */
+  pause?(): void;
+  resume?(): void;
 }
 
 export interface Listener {

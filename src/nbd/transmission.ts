@@ -1,0 +1,234 @@
+/** The transmission phase: requests cut from the stream, run concurrently, replied in any order. */
+import { assert } from "../lib/assert.ts";
+import { MarsError } from "../lib/errors.ts";
+import { BlockError, type BlockDevice } from "../block/types.ts";
+import type { ByteQueue } from "./byte-queue.ts";
+import {
+  Command, CommandFlag, decodeRequest, encodeSimpleReply, encodeStructuredChunk,
+  encodeStructuredError, ReplyChunk, replyFlagDone, type Request, requestHeaderBytes,
+  requestMagic, requestMagicAt, simpleReplyHeaderBytes, structuredReplyHeaderBytes, WireError,
+  wireErrorOf,
+} from "./protocol.ts";
+
+/** Requests of one connection being served at once; more wait in the socket (backpressure). */
+export const requestsInFlightMax = 128;
+/** Payload bytes (write data and read buffers) one connection may hold in flight. */
+export const inFlightBytesMax = 64 * 1024 * 1024;
+
+/** What the transmission needs from its connection, so it can be driven without sockets. */
+export interface ReplySink {
+  /** Queues reply bytes; false when the send queue is over its high-water mark. */
+  write(bytes: Uint8Array): boolean;
+  /** Stops (true) or restarts (false) reading from the peer. */
+  setReadingPaused(paused: boolean): void;
+  /** The peer broke the protocol: drop the connection at once. */
+  abort(reason: string): void;
+  /** The client said goodbye and every reply is queued: close after sending. */
+  finish(): void;
+}
+
+interface Settings {
+  readonly device: BlockDevice;
+  readonly structured: boolean;
+  readonly payloadBytesMax: number;
+}
+
+const commandFlagsKnown = CommandFlag.fua | CommandFlag.noHole | CommandFlag.dontFragment;
+
+/** Serves one connection's requests against a contract-checked device. */
+export class Transmission {
+  private requestsInFlight = 0;
+  private bytesInFlight = 0;
+  /** Payload bytes of a refused oversized WRITE still to be dropped from the stream. */
+  private discardBytes = 0;
+  private sendBlocked = false;
+  private readingPaused = false;
+  private stopping = false;
+  private finished = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly queue: ByteQueue,
+    private readonly sink: ReplySink,
+  ) {
+    assert(settings.payloadBytesMax <= inFlightBytesMax, "one request fits the in-flight window");
+  }
+
+  get inFlight(): number {
+    return this.requestsInFlight;
+  }
+
+  /** Cuts and starts every complete request the window admits. */
+  pump(): void {
+    while (!this.stopping && !this.sendBlocked) {
+      if (this.discardBytes > 0) {
+        this.discardBytes -= this.queue.skip(this.discardBytes);
+        if (this.discardBytes > 0) break;
+      }
+      if (this.queue.length < requestHeaderBytes) break;
+      if (requestMagicAt(this.queue.peek(4)) !== requestMagic) {
+        this.stopping = true;
+        this.sink.abort("bad request magic");
+        return;
+      }
+      const request = decodeRequest(this.queue.peek(requestHeaderBytes));
+      const payloadBytes = this.payloadBytesOf(request);
+      if (!this.admits(request, payloadBytes)) break;
+      if (this.queue.length < requestHeaderBytes + payloadBytes) break;
+      this.queue.skip(requestHeaderBytes);
+      const payload = payloadBytes > 0 ? this.queue.take(payloadBytes) : undefined;
+      this.start(request, payload);
+    }
+    this.updateReadingPause();
+    this.finishWhenDone();
+  }
+
+  /** The send queue drained below its low-water mark. */
+  drained(): void {
+    this.sendBlocked = false;
+    this.pump();
+  }
+
+  /** Stops taking requests; resolves once every started request has replied. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    this.finishWhenDone();
+    if (this.requestsInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Payload bytes that follow the header in the stream: only WRITE carries any. */
+  private payloadBytesOf(request: Request): number {
+    if (request.type !== Command.write) return 0;
+    return request.lengthBytes <= this.settings.payloadBytesMax ? request.lengthBytes : 0;
+  }
+
+  private admits(request: Request, payloadBytes: number): boolean {
+    if (this.requestsInFlight >= requestsInFlightMax) return false;
+    const bytes = Math.max(payloadBytes, request.type === Command.read ? request.lengthBytes : 0);
+    if (this.requestsInFlight === 0) return true;
+    return this.bytesInFlight + Math.min(bytes, this.settings.payloadBytesMax) <= inFlightBytesMax;
+  }
+
+  private start(request: Request, payload: Uint8Array | undefined): void {
+    if (request.type === Command.disconnect) {
+      this.stopping = true;
+      return;
+    }
+    const bytes = payload?.length ??
+      (request.type === Command.read ? Math.min(request.lengthBytes, this.settings.payloadBytesMax)
+        : 0);
+    this.requestsInFlight++;
+    this.bytesInFlight += bytes;
+    assert(this.requestsInFlight <= requestsInFlightMax, "in-flight requests within the window");
+    this.execute(request, payload).then(
+      (reply) => this.complete(bytes, reply),
+      (error: unknown) => this.complete(bytes, this.errorReply(request, error)),
+    );
+  }
+
+  private complete(bytes: number, reply: Uint8Array): void {
+    this.requestsInFlight--;
+    this.bytesInFlight -= bytes;
+    assert(this.requestsInFlight >= 0 && this.bytesInFlight >= 0, "in-flight counts balance");
+    if (!this.finished && !this.sink.write(reply)) this.sendBlocked = true;
+    if (this.requestsInFlight === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+    this.pump();
+  }
+
+  /** Runs one request; resolves with its whole reply (header and, for READ, data). */
+  private async execute(request: Request, payload: Uint8Array | undefined): Promise<Uint8Array> {
+    const refusal = this.refusalOf(request);
+    if (refusal) throw refusal;
+    const { device } = this.settings;
+    const offset = request.offset!;
+    const fua = (request.flags & CommandFlag.fua) !== 0;
+    switch (request.type) {
+      case Command.read: return this.executeRead(request, offset);
+      case Command.write:
+        await device.write(offset, payload ?? new Uint8Array(0), { fua });
+        break;
+      case Command.flush:
+        await device.flush();
+        break;
+      case Command.trim:
+        await device.trim(offset, request.lengthBytes, { fua });
+        break;
+      case Command.writeZeroes: {
+        const noHole = (request.flags & CommandFlag.noHole) !== 0;
+        await device.writeZeroes(offset, request.lengthBytes, { fua, noHole });
+        break;
+      }
+      default:
+        assert(false, "refusalOf rejects every other command");
+    }
+    return encodeSimpleReply(0, request.cookie);
+  }
+
+  private async executeRead(request: Request, offset: number): Promise<Uint8Array> {
+    const length = request.lengthBytes;
+    if (!this.settings.structured) {
+      const reply = encodeSimpleReply(0, request.cookie, length);
+      await this.settings.device.read(offset, reply.subarray(simpleReplyHeaderBytes));
+      return reply;
+    }
+    if (length === 0) {
+      return encodeStructuredChunk(replyFlagDone, ReplyChunk.none, request.cookie, 0).bytes;
+    }
+    const chunk = encodeStructuredChunk(
+      replyFlagDone, ReplyChunk.offsetData, request.cookie, 8 + length,
+    );
+    chunk.view.setBigUint64(structuredReplyHeaderBytes, BigInt(offset));
+    await this.settings.device.read(offset, chunk.bytes.subarray(structuredReplyHeaderBytes + 8));
+    return chunk.bytes;
+  }
+
+  /** Input errors the device never sees: unknown verbs and flags, impossible ranges. */
+  private refusalOf(request: Request): BlockError | undefined {
+    const known = [Command.read, Command.write, Command.flush, Command.trim, Command.writeZeroes];
+    if (!(known as number[]).includes(request.type)) {
+      return new BlockError("EINVAL", `unknown command ${request.type}`);
+    }
+    if ((request.flags & ~commandFlagsKnown) !== 0) {
+      return new BlockError("EINVAL", `unknown command flags 0x${request.flags.toString(16)}`);
+    }
+    if (request.offset === undefined) {
+      return new BlockError("EINVAL", "offset beyond the end of the device");
+    }
+    const carriesData = request.type === Command.read || request.type === Command.write;
+    if (carriesData && request.lengthBytes > this.settings.payloadBytesMax) {
+      if (request.type === Command.write) this.discardBytes += request.lengthBytes;
+      return new BlockError("EOVERFLOW",
+        `${request.lengthBytes} bytes exceed the ${this.settings.payloadBytesMax} byte limit`);
+    }
+    return undefined;
+  }
+
+  private errorReply(request: Request, error: unknown): Uint8Array {
+    if (!(error instanceof MarsError)) throw error; // a bug: let it stop the process
+    const errorNumber = error instanceof BlockError ? wireErrorOf(error.errno) : WireError.EIO;
+    if (this.settings.structured && request.type === Command.read) {
+      return encodeStructuredError(request.cookie, errorNumber, error.message);
+    }
+    return encodeSimpleReply(errorNumber, request.cookie);
+  }
+
+  private updateReadingPause(): void {
+    const full = this.requestsInFlight >= requestsInFlightMax || this.sendBlocked ||
+      this.stopping || this.queue.length >= this.queue.bytesMax / 2;
+    if (full !== this.readingPaused) {
+      this.readingPaused = full;
+      this.sink.setReadingPaused(full);
+    }
+  }
+
+  private finishWhenDone(): void {
+    if (this.stopping && this.requestsInFlight === 0 && !this.finished) {
+      this.finished = true;
+      this.sink.finish();
+    }
+  }
+}
