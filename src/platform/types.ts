@@ -82,6 +82,9 @@ export interface SubmitOptions {
   readonly ordered?: boolean;
 }
 
+/** Operations in one `submit` call; more is a caller bug (split the work into batches). */
+export const ioBatchOperationsMax = 4096;
+
 /** Batched asynchronous disk I/O: the io_uring engine, its portable fallback, or a simulation. */
 export interface IoEngine {
   readonly name: string;
@@ -89,6 +92,12 @@ export interface IoEngine {
   submit(operations: readonly IoOperation[], options?: SubmitOptions): Promise<IoResult[]>;
   /** Completes or cancels everything in flight, then releases the engine. */
   close(): Promise<void>;
+  /**
+   * A page-aligned buffer outside the garbage-collected heap, kept for the process's lifetime
+   * (allocate once, reuse). Real engines pass such buffers to the kernel without copying and
+   * they satisfy O_DIRECT; other buffers are copied. Optional: simulations may omit it.
+   */
+  allocateBuffer?(sizeBytes: number): Uint8Array;
 }
 
 export interface Storage {
