@@ -10,6 +10,8 @@ export const ExitCode = {
   splitBrain: 5,
   emergency: 6,
   defectiveLog: 7,
+  unknown: 8,
+  denied: 9,
   internal: 70,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -29,6 +31,14 @@ const exitCodeOf = {
   "split-brain": ExitCode.splitBrain,
   "emergency": ExitCode.emergency,
   "defective-log": ExitCode.defectiveLog,
+  "not-initialised": ExitCode.unknown,
+  "unknown-resource": ExitCode.unknown,
+  "unknown-host": ExitCode.unknown,
+  "wrong-secret": ExitCode.denied,
+  "cluster-mismatch": ExitCode.denied,
+  "disk-too-small": ExitCode.refused,
+  "disk-in-use": ExitCode.refused,
+  "home-locked": ExitCode.refused,
 } as const satisfies Record<string, ExitCode>;
 export type ErrorCode = keyof typeof exitCodeOf;
 
