@@ -1,0 +1,114 @@
+/** The peer protocol's messages, and strict checks of everything that arrives from the wire. */
+import { MarsError } from "../lib/errors.ts";
+import { batchEntriesMax, type Batch } from "../cluster/sync.ts";
+import type { WireEntry } from "../cluster/metadata-map.ts";
+
+export const protocolVersion = 1;
+export const nonceBytes = 32;
+export const proofBytes = 32;
+/**
+ * Channel kinds get separate connections, so bulk traffic never queues behind metadata: the
+ * metadata channel is served now; "log" (logfile streaming) and "sync" (full sync) are
+ * reserved for the replication engine and refused until it exists.
+ */
+export const channelKinds = ["metadata", "join", "log", "sync"] as const;
+export type ChannelKind = (typeof channelKinds)[number];
+
+export type Message =
+  | { type: "hello"; protocol: number; cluster: string; host: string; channel: ChannelKind;
+      nonce: Uint8Array; time: number }
+  | { type: "challenge"; nonce: Uint8Array; time: number }
+  | { type: "proof"; proof: Uint8Array; time: number }
+  | { type: "welcome"; host: string; proof: Uint8Array; time: number }
+  | { type: "refusal"; reason: string; code: string; time: number }
+  | { type: "pull"; incarnation: string; afterSeq: number; time: number }
+  | { type: "batch"; batch: Batch; time: number }
+  | { type: "heartbeat"; time: number }
+  | { type: "join"; host: string; address: string; time: number }
+  | { type: "joined"; time: number };
+
+const stringBytesMax = 1024;
+
+function fail(what: string): never {
+  throw new MarsError("protocol", `malformed message: ${what}`);
+}
+
+function text(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length > stringBytesMax) fail(`${what} is not a string`);
+  return value;
+}
+
+function count(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    fail(`${what} is not a count`);
+  }
+  return value;
+}
+
+function bytes(value: unknown, length: number, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length !== length) fail(`${what} is not ${length} bytes`);
+  return value;
+}
+
+function entry(value: unknown): WireEntry {
+  if (typeof value !== "object" || value === null) fail("entry is not a map");
+  const record = value as Record<string, unknown>;
+  const deleted = record.deleted === true;
+  if (!deleted && record.value === undefined) fail("entry has neither value nor deleted");
+  return {
+    key: text(record.key, "entry key"), time: count(record.time, "entry time"),
+    host: text(record.host, "entry host"), seq: count(record.seq, "entry seq"),
+    ...(deleted ? { deleted: true } : { value: record.value }),
+  };
+}
+
+function batch(value: unknown): Batch {
+  if (typeof value !== "object" || value === null) fail("batch is not a map");
+  const record = value as Record<string, unknown>;
+  const entries = record.entries;
+  if (!Array.isArray(entries) || entries.length > batchEntriesMax) fail("batch entries");
+  const parsed: Batch = {
+    incarnation: text(record.incarnation, "incarnation"),
+    fromSeq: count(record.fromSeq, "fromSeq"), throughSeq: count(record.throughSeq, "throughSeq"),
+    seqHigh: count(record.seqHigh, "seqHigh"), time: count(record.time, "batch time"),
+    entries: entries.map(entry),
+  };
+  if (parsed.fromSeq > parsed.throughSeq) fail("batch range is reversed");
+  for (const item of parsed.entries) {
+    if (item.seq <= parsed.fromSeq || item.seq > parsed.throughSeq) fail("entry outside batch");
+  }
+  return parsed;
+}
+
+/** Checks a decoded frame and returns it typed; anything unexpected is a protocol error. */
+export function parseMessage(value: unknown): Message {
+  if (typeof value !== "object" || value === null) fail("not a map");
+  const record = value as Record<string, unknown>;
+  const time = count(record.time, "time");
+  switch (record.type) {
+    case "hello": {
+      const channel = text(record.channel, "channel");
+      if (!(channelKinds as readonly string[]).includes(channel)) fail(`channel '${channel}'`);
+      return {
+        type: "hello", protocol: count(record.protocol, "protocol"),
+        cluster: text(record.cluster, "cluster"), host: text(record.host, "host"),
+        channel: channel as ChannelKind, nonce: bytes(record.nonce, nonceBytes, "nonce"), time,
+      };
+    }
+    case "challenge": return { type: "challenge", nonce: bytes(record.nonce, nonceBytes, "nonce"),
+      time };
+    case "proof": return { type: "proof", proof: bytes(record.proof, proofBytes, "proof"), time };
+    case "welcome": return { type: "welcome", host: text(record.host, "host"),
+      proof: bytes(record.proof, proofBytes, "proof"), time };
+    case "refusal": return { type: "refusal", reason: text(record.reason, "reason"),
+      code: text(record.code, "code"), time };
+    case "pull": return { type: "pull", incarnation: text(record.incarnation, "incarnation"),
+      afterSeq: count(record.afterSeq, "afterSeq"), time };
+    case "batch": return { type: "batch", batch: batch(record.batch), time };
+    case "heartbeat": return { type: "heartbeat", time };
+    case "join": return { type: "join", host: text(record.host, "host"),
+      address: text(record.address, "address"), time };
+    case "joined": return { type: "joined", time };
+    default: fail(`unknown type '${String(record.type)}'`);
+  }
+}
