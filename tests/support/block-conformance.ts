@@ -144,9 +144,10 @@ export function runBlockDeviceSuite(
 
     check("contract", async () => {
       const beyond = device.read(device.sizeBytes, new Uint8Array(4096));
-      expect(beyond).rejects.toMatchObject({ errno: "EINVAL" });
+      await expect(beyond).rejects.toMatchObject({ errno: "EINVAL" });
       await device.close();
-      expect(device.read(0, new Uint8Array(512))).rejects.toMatchObject({ errno: "ESHUTDOWN" });
+      const closed = device.read(0, new Uint8Array(512));
+      await expect(closed).rejects.toMatchObject({ errno: "ESHUTDOWN" });
     });
 
     check("persistence", async () => {
