@@ -1,4 +1,4 @@
-/** An authenticated, framed message channel over one Connection, for the dialing or accepting side. */
+/** An authenticated, framed message channel over one Connection, dialing or accepting. */
 import { assert } from "../lib/assert.ts";
 import { isMarsError, MarsError, type ErrorCode } from "../lib/errors.ts";
 import type { LamportClock } from "../cluster/lamport.ts";
@@ -41,7 +41,8 @@ export interface SessionHandlers {
 /** How the accepting side decides about a hello, and what it does with a session. */
 export interface AcceptPolicy {
   /** A refusal code and reason, or undefined to continue with the challenge. */
-  admit(hello: Extract<Message, { type: "hello" }>): { code: ErrorCode; reason: string } | undefined;
+  admit(hello: Extract<Message, { type: "hello" }>):
+    { code: ErrorCode; reason: string } | undefined;
   opened(session: Session): SessionHandlers;
   /** Called for every connection that got nothing but a refusal (to be logged). */
   refused(remote: string, reason: string): void;
@@ -222,8 +223,9 @@ export async function dialChannel(
     drain: () => endpoint?.handlers?.drain?.(),
     closed: (error) => {
       if (endpoint?.phase !== "open") {
-        settle?.reject(new MarsError("peer-unreachable", `${describe(address)} closed the connection`
-          + ` during the handshake${error ? `: ${error.message}` : ""}`));
+        const detail = error ? `: ${error.message}` : "";
+        settle?.reject(new MarsError("peer-unreachable",
+          `${describe(address)} closed the connection during the handshake${detail}`));
       }
       endpoint?.finish(error ? `connection lost: ${error.message}` : "peer closed");
     },

@@ -19,7 +19,9 @@ const encoder = new TextEncoder();
 export function makeNonce(random: Random): Uint8Array {
   const nonce = new Uint8Array(nonceBytes);
   const view = new DataView(nonce.buffer);
-  for (let offset = 0; offset < nonceBytes; offset += 4) view.setUint32(offset, random.nextUint32());
+  for (let offset = 0; offset < nonceBytes; offset += 4) {
+    view.setUint32(offset, random.nextUint32());
+  }
   return nonce;
 }
 

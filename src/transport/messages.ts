@@ -46,7 +46,9 @@ function count(value: unknown, what: string): number {
 }
 
 function bytes(value: unknown, length: number, what: string): Uint8Array {
-  if (!(value instanceof Uint8Array) || value.length !== length) fail(`${what} is not ${length} bytes`);
+  if (!(value instanceof Uint8Array) || value.length !== length) {
+    fail(`${what} is not ${length} bytes`);
+  }
   return value;
 }
 
