@@ -155,6 +155,19 @@ export interface Network {
   connect(address: Address, handlers: ConnectionHandlers): Promise<Connection>;
 }
 
+// --- host services the engine needs besides disk and network ---
+
+export interface HeldLock {
+  /** Releases the lock (closing its descriptor). */
+  release(): Promise<void>;
+}
+
+/** Advisory exclusive locks (flock): one engine per home, one user per disk file. */
+export interface FileLocks {
+  /** Locks `path` (created when missing) or returns undefined when another holder has it. */
+  tryLock(path: string): Promise<HeldLock | undefined>;
+}
+
 /** Everything the engine needs from the outside world, bundled for injection. */
 export interface Platform {
   readonly clock: Clock;
