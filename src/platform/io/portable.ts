@@ -1,9 +1,14 @@
 /** The portable IoEngine: node:fs positional I/O on the runtime's thread pool, for any kernel. */
+// Same contract as the uring engine (docs/io-engine.md): one result per operation, ordered
+// batches stop at the first failure, close() completes what runs and cancels what waits.
+// Buffers go to the kernel as they are; for O_DIRECT pass aligned ones (allocateBuffer).
 import * as fs from "node:fs";
 import { promisify } from "node:util";
 import { assert } from "../../lib/assert.ts";
 import type { IoEngine, IoOperation, IoResult, SubmitOptions } from "../types.ts";
 import { errnoOf } from "../errno.ts";
+import { allocateAlignedBuffer } from "./aligned.ts";
+import { cancelled, checkBatch } from "./outcome.ts";
 
 /** Operations running at once; more wait in submission order. */
 export const portableInFlightMax = 64;
@@ -15,30 +20,40 @@ const fdatasyncAsync = promisify(fs.fdatasync);
 
 export function createPortableEngine(): IoEngine {
   let inFlight = 0;
-  let closed = false;
+  let closing = false;
   const waiting: Array<() => void> = [];
+  const idle: Array<() => void> = [];
 
-  async function slot<T>(work: () => Promise<T>): Promise<T> {
-    while (inFlight >= portableInFlightMax) await new Promise<void>((go) => waiting.push(go));
+  /** Runs `operation` once a slot is free; cancelled instead when the engine closed meanwhile. */
+  async function slot(operation: IoOperation): Promise<IoResult> {
+    while (inFlight >= portableInFlightMax && !closing) {
+      await new Promise<void>((go) => waiting.push(go));
+    }
+    if (closing) return cancelled("the engine closed before it started");
     inFlight++;
+    assert(inFlight <= portableInFlightMax, "in-flight operations stay within the limit");
     try {
-      return await work();
+      return await perform(operation);
     } finally {
       inFlight--;
       waiting.shift()?.();
+      if (inFlight === 0) for (const go of idle.splice(0)) go();
     }
   }
 
   return {
     name: "portable",
+    allocateBuffer: allocateAlignedBuffer,
     async submit(operations: readonly IoOperation[], options?: SubmitOptions) {
-      if (closed) return operations.map(() => cancelled("engine closed"));
-      if (options?.ordered) return runOrdered(operations, (op) => slot(() => perform(op)));
-      return Promise.all(operations.map((op) => slot(() => perform(op))));
+      checkBatch(operations);
+      if (closing) return operations.map(() => cancelled("the engine is closed"));
+      if (options?.ordered) return runOrdered(operations, slot);
+      return Promise.all(operations.map(slot));
     },
     async close() {
-      closed = true;
-      while (inFlight > 0) await new Promise<void>((go) => waiting.push(go));
+      closing = true;
+      for (const go of waiting.splice(0)) go();
+      while (inFlight > 0) await new Promise<void>((go) => idle.push(go));
     },
   };
 }
@@ -54,10 +69,6 @@ async function runOrdered(
     results.push(failed ? cancelled(why) : await run(operation));
   }
   return results;
-}
-
-function cancelled(why: string): IoResult {
-  return { ok: false, errno: "ECANCELED", message: `cancelled: ${why}` };
 }
 
 async function perform(operation: IoOperation): Promise<IoResult> {
