@@ -1,6 +1,7 @@
 /** The options every command accepts, with their environment fallbacks and defaults. */
 import type { ArgsDef } from "citty";
 import { MarsError } from "../lib/errors.ts";
+import { parseIoEngineRequest, type IoEngineRequest } from "../platform/io/request.ts";
 
 export const defaultHome = "/var/lib/mars";
 export const defaultTimeoutSeconds = 600;
@@ -16,6 +17,10 @@ export const globalArgs = {
     type: "string", valueHint: "SECONDS",
     description: `Bound for commands that wait (default ${defaultTimeoutSeconds}; 0 = no wait)`,
   },
+  "io-engine": {
+    type: "string", valueHint: "uring|portable",
+    description: "Disk I/O engine (env MARS_IO_ENGINE; default io_uring if the kernel allows)",
+  },
 } as const satisfies ArgsDef;
 
 export interface GlobalOptions {
@@ -23,6 +28,8 @@ export interface GlobalOptions {
   readonly json: boolean;
   readonly verbose: boolean;
   readonly timeoutSeconds: number;
+  /** An explicit io engine choice; undefined = automatic (see src/platform/io/index.ts). */
+  readonly ioEngine: IoEngineRequest | undefined;
 }
 
 /** Resolves the global options of a parsed command line. */
@@ -36,5 +43,9 @@ export function globalOptions(
   if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) {
     throw new MarsError("usage", `--timeout takes a number of seconds, not '${timeoutText}'`);
   }
-  return { home, json: args.json === true, verbose: args.verbose === true, timeoutSeconds };
+  const ioEngine = parseIoEngineRequest(args["io-engine"], "--io-engine") ??
+    parseIoEngineRequest(environment.MARS_IO_ENGINE, "MARS_IO_ENGINE");
+  return {
+    home, json: args.json === true, verbose: args.verbose === true, timeoutSeconds, ioEngine,
+  };
 }

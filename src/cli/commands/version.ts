@@ -9,7 +9,7 @@ export default defineCommand({
   args: {},
   async run({ args }) {
     const options = globalOptions(args, process.env);
-    const facts = options.verbose ? await platformFacts() : undefined;
+    const facts = options.verbose ? await platformFacts(options.ioEngine) : undefined;
     if (options.json) {
       console.log(JSON.stringify({ version: marsVersion, commit: marsCommit, platform: facts }));
       return;
