@@ -1,0 +1,85 @@
+/** The resource "attach" step behind one interface: claim the disk, export it when primary. */
+import { MarsError } from "../lib/errors.ts";
+import { openFileDevice } from "../block/file.ts";
+import { NbdServer } from "../nbd/server.ts";
+import type { FileLocks, Network, Storage } from "../platform/types.ts";
+
+export interface AttachSpec {
+  readonly resource: string;
+  readonly disk: string;
+  readonly sizeBytes: number;
+  readonly primary: boolean;
+  /** Where the NBD unix socket goes when this host exports the device. */
+  readonly socketPath: string;
+}
+
+export interface Attached {
+  /** How clients reach the device ("" when not exported). */
+  readonly exportAddress: string;
+  detach(): Promise<void>;
+}
+
+/**
+ * Attaching is one call, so the data path can change behind it: today the primary serves the
+ * disk itself over an NBD unix socket; the translog (log, overlay, writeback) and the kernel
+ * nbd attach plug in here without touching the reconciler.
+ */
+export interface ResourceAttacher {
+  attach(spec: AttachSpec): Promise<Attached>;
+}
+
+export interface AttacherEffects {
+  readonly storage: Storage;
+  readonly locks: FileLocks;
+  readonly network: Network;
+}
+
+/** Checks that `disk` exists, is large enough and is not in use, and claims it. */
+export async function claimDisk(effects: AttacherEffects, disk: string, sizeBytes: number) {
+  const status = await effects.storage.files.status(disk);
+  if (!status) throw new MarsError("not-found", `disk ${disk} does not exist`);
+  if (status.isDirectory) throw new MarsError("refused", `disk ${disk} is a directory`);
+  if (status.sizeBytes < sizeBytes) {
+    throw new MarsError("disk-too-small",
+      `disk ${disk} has ${status.sizeBytes} bytes, the resource needs ${sizeBytes}`);
+  }
+  if (status.isBlockDevice) {
+    // O_EXCL on a block device fails while it is mounted or claimed by another holder.
+    const fd = await effects.storage.files.open(disk, { exclusive: true }).catch((error) => {
+      throw new MarsError("disk-in-use", `disk ${disk} is in use (${String(error)})`);
+    });
+    await effects.storage.files.close(fd);
+  }
+  const lock = await effects.locks.tryLock(disk);
+  if (!lock) throw new MarsError("disk-in-use", `disk ${disk} is in use by another process`);
+  return { lock, sizeBytes: status.sizeBytes };
+}
+
+export function directAttacher(effects: AttacherEffects): ResourceAttacher {
+  return {
+    async attach(spec) {
+      const { lock } = await claimDisk(effects, spec.disk, spec.sizeBytes);
+      if (!spec.primary) return { exportAddress: "", detach: () => lock.release() };
+      try {
+        const device = await openFileDevice(effects.storage, spec.disk);
+        const server = new NbdServer({ exports: [{ name: spec.resource, device }] });
+        await effects.storage.files.remove(spec.socketPath);
+        const listener = await effects.network.listen(
+          { kind: "unix", path: spec.socketPath }, server.accept);
+        return {
+          exportAddress: `nbd+unix:///${spec.resource}?socket=${spec.socketPath}`,
+          async detach() {
+            listener.close();
+            await server.shutdown();
+            await device.close();
+            await effects.storage.files.remove(spec.socketPath);
+            await lock.release();
+          },
+        };
+      } catch (error) {
+        await lock.release();
+        throw error;
+      }
+    },
+  };
+}

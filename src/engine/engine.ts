@@ -1,0 +1,83 @@
+/** The engine (`mars run`): one per home, it joins the cluster and reconciles every resource. */
+import { MarsError } from "../lib/errors.ts";
+import type {
+  Clock, FileLocks, HeldLock, Network, Random, Storage,
+} from "../platform/types.ts";
+import { Home, homeFiles } from "../store/home.ts";
+import type { ResourceAttacher } from "./attach.ts";
+import { ClusterNode, defaultTiming, type ClusterTiming } from "./cluster-node.ts";
+import { ControlServer } from "./control.ts";
+import type { Logger } from "./logger.ts";
+import { ResourceManager } from "./resources.ts";
+
+export interface EngineEffects {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly storage: Storage;
+  readonly network: Network;
+  readonly locks: FileLocks;
+}
+
+export interface EngineOptions {
+  readonly homePath: string;
+  readonly effects: EngineEffects;
+  readonly logger: Logger;
+  readonly attacher: ResourceAttacher;
+  readonly timing?: ClusterTiming;
+}
+
+export class Engine {
+  private constructor(
+    readonly home: Home,
+    readonly node: ClusterNode,
+    readonly resources: ResourceManager,
+    private readonly control: ControlServer,
+    private readonly lock: HeldLock,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Takes the home's lock, loads its state, listens for peers and admin commands. */
+  static async start(options: EngineOptions): Promise<Engine> {
+    const { effects, logger } = options;
+    const home = new Home(options.homePath, effects.storage, effects.locks);
+    await home.requireInitialised();
+    const lock = await home.tryLock();
+    if (!lock) {
+      throw new MarsError("home-locked", `another engine already runs on ${options.homePath}`);
+    }
+    try {
+      const identity = await home.readIdentity();
+      const { secret } = await home.readSecret();
+      const node = new ClusterNode(identity, secret, home, effects, logger,
+        options.timing ?? defaultTiming);
+      await node.load();
+      const resources = new ResourceManager(node.map, identity.host, options.attacher,
+        (resource) => `${home.resourceDirectory(resource)}.nbd.sock`, effects.clock, logger);
+      const control = new ControlServer(node, effects.network, logger, () => resources.request());
+      await effects.storage.files.remove(home.file(homeFiles.control));
+      await control.start(home.file(homeFiles.control));
+      const address = await node.start();
+      resources.request();
+      await resources.settled();
+      const port = address.kind === "tcp" ? address.port : 0;
+      logger.log("info", "engine-started", {
+        host: identity.host, cluster: identity.cluster, listen: identity.listen, port,
+        resources: resources.attachedCount, keys: node.map.size,
+      });
+      return new Engine(home, node, resources, control, lock, logger);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  /** Graceful stop: no new admin requests, detach exports, persist the map, release the home. */
+  async stop(reason: string): Promise<void> {
+    this.logger.log("info", "engine-stopping", { reason });
+    this.control.stop();
+    await this.resources.stop();
+    await this.node.stop();
+    await this.lock.release();
+    this.logger.log("info", "engine-stopped", {});
+  }
+}

@@ -1,0 +1,155 @@
+/** The home directory: where each piece of local state lives, and how it is read and written. */
+import { assert } from "../lib/assert.ts";
+import { MarsError } from "../lib/errors.ts";
+import { decodeCbor, encodeCbor } from "../platform/cbor.ts";
+import type { FileLocks, HeldLock, Storage } from "../platform/types.ts";
+import type { WireEntry } from "../cluster/metadata-map.ts";
+import type { PeerProgress } from "../cluster/sync.ts";
+import { readFileBytes, writeFileAtomic } from "./atomic-file.ts";
+
+/** The file names inside a home (docs/home-layout.md describes each). */
+export const homeFiles = {
+  lock: "lock",
+  identity: "identity.cbor",
+  secret: "cluster-secret",
+  metadata: "metadata.cbor",
+  control: "control.sock",
+  resources: "resources",
+} as const;
+
+export const homeFormat = 1;
+
+/** Who this host is in which cluster; written once by create-cluster or join-cluster. */
+export interface Identity {
+  readonly format: number;
+  readonly cluster: string;
+  readonly host: string;
+  /** Where the engine listens for peers, "ADDRESS:PORT". */
+  readonly listen: string;
+  /** Names this home's metadata map; peers restart their count when it changes. */
+  readonly incarnation: string;
+  readonly createdMs: number;
+}
+
+/** The replicated map as this host holds it, with its progress through every peer's map. */
+export interface MetadataSnapshot {
+  readonly format: number;
+  readonly lamportTime: number;
+  readonly seqHigh: number;
+  readonly entries: readonly WireEntry[];
+  readonly peers: Readonly<Record<string, PeerProgress>>;
+}
+
+const secretPrefix = "mars-cluster-secret";
+
+/** The secret file's one line: format tag, cluster id, secret in hex. */
+export function formatSecret(cluster: string, secret: Uint8Array): string {
+  const hex = [...secret].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${secretPrefix} 1 ${cluster} ${hex}\n`;
+}
+
+export function parseSecret(text: string): { cluster: string; secret: Uint8Array } {
+  const [prefix, version, cluster, hex, extra] = text.trim().split(/\s+/);
+  const valid = prefix === secretPrefix && version === "1" && cluster && hex && !extra &&
+    /^[0-9a-f]{64,}$/.test(hex) && hex.length % 2 === 0;
+  if (!valid) throw new MarsError("usage", "not a mars cluster secret (see create-cluster)");
+  const secret = new Uint8Array(hex!.length / 2);
+  for (let index = 0; index < secret.length; index++) {
+    secret[index] = Number.parseInt(hex!.slice(2 * index, 2 * index + 2), 16);
+  }
+  return { cluster: cluster!, secret };
+}
+
+/** A path below `root` for a relative path a peer named; anything escaping the home throws. */
+export function confinedPath(root: string, relative: string): string {
+  const parts = relative.split("/");
+  const safe = relative.length > 0 && !relative.startsWith("/") &&
+    parts.every((part) => part.length > 0 && part !== "." && part !== ".." && !part.includes("\0"));
+  if (!safe) throw new MarsError("refused", `path '${relative}' is not inside the home`);
+  return `${root}/${relative}`;
+}
+
+export class Home {
+  constructor(
+    readonly path: string,
+    private readonly storage: Storage,
+    private readonly locks: FileLocks,
+  ) {
+    assert(path.length > 0, "a home has a path");
+  }
+
+  file(name: (typeof homeFiles)[keyof typeof homeFiles]): string {
+    return `${this.path}/${name}`;
+  }
+
+  resourceDirectory(resource: string): string {
+    return confinedPath(this.file(homeFiles.resources), resource);
+  }
+
+  async isInitialised(): Promise<boolean> {
+    return (await this.storage.files.status(this.file(homeFiles.identity))) !== undefined;
+  }
+
+  /** Creates the home directory (0700) for a new identity; refuses an initialised home. */
+  async prepare(): Promise<void> {
+    if (await this.isInitialised()) {
+      throw new MarsError("refused", `${this.path} already belongs to a cluster`);
+    }
+    await this.storage.files.makeDirectory(this.path);
+    await this.storage.files.makeDirectory(this.file(homeFiles.resources));
+  }
+
+  /** The exclusive lock: held by the running engine, or briefly by an admin command. */
+  async tryLock(): Promise<HeldLock | undefined> {
+    if (!(await this.storage.files.status(this.path))) await this.requireInitialised();
+    return this.locks.tryLock(this.file(homeFiles.lock));
+  }
+
+  async requireInitialised(): Promise<void> {
+    if (!(await this.isInitialised())) {
+      throw new MarsError("not-initialised",
+        `${this.path} is not a mars home: run 'mars create-cluster' or 'mars join-cluster' first`);
+    }
+  }
+
+  async readIdentity(): Promise<Identity> {
+    await this.requireInitialised();
+    const value = decodeCbor((await readFileBytes(this.storage, this.file(homeFiles.identity)))!);
+    const identity = value as Identity;
+    if (typeof identity !== "object" || identity.format !== homeFormat) {
+      throw new MarsError("io", `${this.file(homeFiles.identity)} has an unknown format`);
+    }
+    return identity;
+  }
+
+  async writeIdentity(identity: Identity): Promise<void> {
+    await writeFileAtomic(this.storage, this.file(homeFiles.identity), encodeCbor(identity));
+  }
+
+  async readSecret(): Promise<{ cluster: string; secret: Uint8Array }> {
+    const bytes = await readFileBytes(this.storage, this.file(homeFiles.secret));
+    if (!bytes) throw new MarsError("not-initialised", `${this.path} has no cluster secret`);
+    return parseSecret(new TextDecoder().decode(bytes));
+  }
+
+  /** Written 0600 (every file the store creates is). */
+  async writeSecret(cluster: string, secret: Uint8Array): Promise<void> {
+    const text = new TextEncoder().encode(formatSecret(cluster, secret));
+    await writeFileAtomic(this.storage, this.file(homeFiles.secret), text);
+  }
+
+  async readMetadata(): Promise<MetadataSnapshot | undefined> {
+    const bytes = await readFileBytes(this.storage, this.file(homeFiles.metadata));
+    if (!bytes) return undefined;
+    const snapshot = decodeCbor(bytes) as MetadataSnapshot;
+    if (typeof snapshot !== "object" || snapshot.format !== homeFormat) {
+      throw new MarsError("io", `${this.file(homeFiles.metadata)} has an unknown format`);
+    }
+    return snapshot;
+  }
+
+  async writeMetadata(snapshot: MetadataSnapshot): Promise<void> {
+    assert(snapshot.format === homeFormat, "snapshots are written in the current format");
+    await writeFileAtomic(this.storage, this.file(homeFiles.metadata), encodeCbor(snapshot));
+  }
+}
