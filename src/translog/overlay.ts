@@ -1,0 +1,149 @@
+/** The bounded in-memory overlay: logged writes not yet on the backing disk, in log order. */
+import { assert } from "../lib/assert.ts";
+import type { LogPosition } from "../log/position.ts";
+
+/** Bytes charged per entry besides its data, so a flood of trims is bounded too. */
+export const overlayEntryOverheadBytes = 128;
+/** Requests waiting for room in the overlay. */
+export const admissionWaitersMax = 65536;
+
+export type EntryState = "logged" | "writing" | "written";
+
+export interface OverlayEntry {
+  /** Record sequence: the overlay is ordered by it. */
+  readonly sequence: number;
+  readonly offset: number;
+  readonly lengthBytes: number;
+  /** The written bytes; undefined for trim and write-zeroes (the range reads as zeroes). */
+  readonly data: Uint8Array | undefined;
+  readonly kind: "write" | "trim" | "write-zeroes";
+  /** Where the record ends in the log: the writeback position once it is on the disk. */
+  readonly end: LogPosition;
+  readonly chargeBytes: number;
+  state: EntryState;
+}
+
+export function overlaps(entry: OverlayEntry, offset: number, lengthBytes: number): boolean {
+  return entry.offset < offset + lengthBytes && offset < entry.offset + entry.lengthBytes;
+}
+
+/**
+ * Entries enter in log order and leave when their writeback completed. Admission is FIFO: a
+ * request that does not fit waits, and every later one waits behind it, so log order stays
+ * the order in which requests arrived.
+ */
+export class Overlay {
+  private readonly entries = new Map<number, OverlayEntry>();
+  private chargedBytes = 0;
+  private reservedBytes = 0;
+  private newestSequence = 0;
+  private readonly waiters: Array<{ bytes: number; admit: () => void }> = [];
+
+  constructor(readonly bytesMax: number) {
+    assert(bytesMax > overlayEntryOverheadBytes, "the overlay holds at least one entry");
+  }
+
+  get sizeBytes(): number {
+    return this.chargedBytes;
+  }
+  get entryCount(): number {
+    return this.entries.size;
+  }
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Entries in log order (oldest first). */
+  inOrder(): IterableIterator<OverlayEntry> {
+    return this.entries.values();
+  }
+
+  oldest(): OverlayEntry | undefined {
+    return this.entries.values().next().value;
+  }
+
+  /**
+   * Runs `enter` once `bytes` of room are reserved for it: at once (synchronously) when nobody
+   * waits and it fits, else when its turn comes. `enter` runs synchronously at admission, so
+   * nothing admitted later can overtake it.
+   */
+  admit<T>(bytes: number, enter: () => T): T | Promise<T> {
+    assert(bytes <= this.bytesMax, "one request fits the overlay");
+    if (this.waiters.length === 0 && this.fits(bytes)) {
+      this.reservedBytes += bytes;
+      return enter();
+    }
+    assert(this.waiters.length < admissionWaitersMax, "admission waiters within their limit");
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.push({
+        bytes,
+        admit: () => {
+          try {
+            resolve(enter());
+          } catch (error) {
+            reject(error);
+          }
+        },
+      });
+    });
+  }
+
+  /** Turns a reservation into an entry. */
+  insert(entry: OverlayEntry): void {
+    assert(entry.sequence > this.newestSequence, "entries arrive in log order");
+    this.newestSequence = entry.sequence;
+    assert(this.reservedBytes >= entry.chargeBytes, "an entry was reserved");
+    this.reservedBytes -= entry.chargeBytes;
+    this.chargedBytes += entry.chargeBytes;
+    this.entries.set(entry.sequence, entry);
+    assert(this.chargedBytes + this.reservedBytes <= this.bytesMax, "overlay within its limit");
+  }
+
+  /** Returns a reservation that was never inserted (the log append failed). */
+  cancel(bytes: number): void {
+    this.reservedBytes -= bytes;
+    assert(this.reservedBytes >= 0, "reservations never negative");
+    this.admitWaiters();
+  }
+
+  remove(entry: OverlayEntry): void {
+    assert(entry.state === "written", "only written-back entries leave the overlay");
+    assert(this.entries.get(entry.sequence) === entry, "the entry is in the overlay");
+    this.entries.delete(entry.sequence);
+    this.chargedBytes -= entry.chargeBytes;
+    assert(this.chargedBytes >= 0, "overlay bytes never negative");
+    this.admitWaiters();
+  }
+
+  /** Entries overlapping a range, oldest first: a read applies them in this order. */
+  covering(offset: number, lengthBytes: number): OverlayEntry[] {
+    const found: OverlayEntry[] = [];
+    for (const entry of this.entries.values()) {
+      if (overlaps(entry, offset, lengthBytes)) found.push(entry);
+    }
+    return found;
+  }
+
+  private fits(bytes: number): boolean {
+    return this.chargedBytes + this.reservedBytes + bytes <= this.bytesMax;
+  }
+
+  private admitWaiters(): void {
+    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.bytes)) {
+      const waiter = this.waiters.shift()!;
+      this.reservedBytes += waiter.bytes;
+      waiter.admit();
+    }
+  }
+}
+
+/** Lays the overlay entries (oldest first) over bytes read from the disk at `offset`. */
+export function applyEntries(target: Uint8Array, offset: number, entries: OverlayEntry[]): void {
+  for (const entry of entries) {
+    const start = Math.max(offset, entry.offset);
+    const end = Math.min(offset + target.length, entry.offset + entry.lengthBytes);
+    if (start >= end) continue;
+    if (entry.data === undefined) target.fill(0, start - offset, end - offset);
+    else target.set(entry.data.subarray(start - entry.offset, end - entry.offset), start - offset);
+  }
+}

@@ -1,0 +1,111 @@
+/** phase3Writeback: overlay entries to the backing disk, in parallel, per-block in log order. */
+import { assert } from "../lib/assert.ts";
+import type { BlockDevice } from "../block/types.ts";
+import type { LogPosition } from "../log/position.ts";
+import { overlaps, type Overlay, type OverlayEntry } from "./overlay.ts";
+
+/** Backing-disk writes in flight at once. */
+export const writebackInFlightMax = 64;
+/** Overlay entries examined per scheduling pass. */
+export const writebackScanEntriesMax = 4096;
+
+/**
+ * Rules (docs/log-format.md, DESIGN §5): an entry goes to the disk only once its record is
+ * durable in the log; an entry waits while an older overlapping entry is not yet written, so
+ * overlapping records reach the disk in log order. Entries leave the overlay from the front
+ * once written, and `writtenThrough` (the writeback position) advances with them: every record
+ * before it is on the disk (durable after the next backing flush).
+ */
+export class Writeback {
+  private inFlight = 0;
+  private failure: Error | undefined;
+  private idleWaiters: Array<() => void> = [];
+  writtenThroughValue: LogPosition;
+
+  constructor(
+    private readonly overlay: Overlay,
+    private readonly backing: BlockDevice,
+    private readonly durableSequence: () => number,
+    private readonly onProgress: () => void,
+    private readonly onFailure: (error: Error) => void,
+    start: LogPosition,
+  ) {
+    this.writtenThroughValue = start;
+  }
+
+  get writtenThrough(): LogPosition {
+    return this.writtenThroughValue;
+  }
+
+  /** Issues every entry that may go to the disk now. */
+  kick(): void {
+    if (this.failure) return;
+    const durable = this.durableSequence();
+    const blocked: OverlayEntry[] = [];
+    let scanned = 0;
+    for (const entry of this.overlay.inOrder()) {
+      if (this.inFlight >= writebackInFlightMax || scanned++ >= writebackScanEntriesMax) break;
+      if (entry.state === "written") continue;
+      if (entry.state === "writing") {
+        blocked.push(entry);
+        continue;
+      }
+      if (entry.sequence > durable) break; // durability is a prefix of the log
+      const waits = blocked.some((older) => overlaps(older, entry.offset, entry.lengthBytes));
+      blocked.push(entry);
+      if (!waits) this.issue(entry);
+    }
+  }
+
+  /** Resolves once the overlay is empty (everything written back) or writeback failed. */
+  drained(): Promise<void> {
+    if (this.overlay.entryCount === 0 || this.failure) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private issue(entry: OverlayEntry): void {
+    assert(entry.state === "logged", "an entry is written back once");
+    assert(entry.sequence <= this.durableSequence(), "only records durable in the log");
+    entry.state = "writing";
+    this.inFlight++;
+    assert(this.inFlight <= writebackInFlightMax, "writeback in flight within its limit");
+    this.write(entry).then(() => this.completed(entry), (error: Error) => this.failed(error));
+  }
+
+  private write(entry: OverlayEntry): Promise<void> {
+    if (entry.kind === "write") {
+      assert(entry.data !== undefined, "a write entry holds its data");
+      return this.backing.write(entry.offset, entry.data, { fua: false });
+    }
+    if (entry.kind === "trim" && this.backing.capabilities.trim) {
+      return this.backing.trim(entry.offset, entry.lengthBytes, { fua: false });
+    }
+    return this.backing.writeZeroes(entry.offset, entry.lengthBytes, { fua: false, noHole: false });
+  }
+
+  private completed(entry: OverlayEntry): void {
+    this.inFlight--;
+    entry.state = "written";
+    for (let oldest = this.overlay.oldest(); oldest?.state === "written";
+      oldest = this.overlay.oldest()) {
+      this.writtenThroughValue = oldest.end;
+      this.overlay.remove(oldest);
+    }
+    if (this.overlay.entryCount === 0) this.releaseIdle();
+    this.onProgress();
+    this.kick();
+  }
+
+  private failed(error: Error): void {
+    this.inFlight--;
+    this.failure = error;
+    this.releaseIdle();
+    this.onFailure(error);
+  }
+
+  private releaseIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
