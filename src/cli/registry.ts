@@ -22,6 +22,11 @@ export interface CommandEntry {
 // Keep one line per command; later capabilities add theirs here and nowhere else.
 export const commands: readonly CommandEntry[] = [
   {
+    name: "serve", group: "data",
+    summary: "Export one disk over NBD: unix socket, TCP, kernel /dev/nbdN (standalone mode)",
+    load: () => import("./commands/serve.ts").then((module) => module.default),
+  },
+  {
     name: "version", group: "engine", summary: "Print the version and commit (--verbose: platform)",
     load: () => import("./commands/version.ts").then((module) => module.default),
   },

@@ -119,6 +119,10 @@ class Session {
 
   private receive(chunk: Uint8Array): void {
     if (this.ended) return;
+    if (this.transmission) {
+      if (!this.transmission.receive(chunk)) this.abort("client ignores flow control");
+      return;
+    }
     if (!this.queue.push(chunk)) {
       this.abort("client ignores flow control");
       return;
@@ -132,9 +136,7 @@ class Session {
       }
       this.handshake = undefined;
       this.enterTransmission(outcome.export, outcome.structured);
-      return;
     }
-    this.transmission?.pump();
   }
 
   private enterTransmission(chosen: NbdExport, structured: boolean): void {

@@ -14,6 +14,8 @@ import {
 export const requestsInFlightMax = 128;
 /** Payload bytes (write data and read buffers) one connection may hold in flight. */
 export const inFlightBytesMax = 64 * 1024 * 1024;
+/** Payloads at least this large are copied straight from the socket into their own buffer. */
+const collectThresholdBytes = 64 * 1024;
 
 /** What the transmission needs from its connection, so it can be driven without sockets. */
 export interface ReplySink {
@@ -46,6 +48,8 @@ export class Transmission {
   private stopping = false;
   private finished = false;
   private idleWaiters: Array<() => void> = [];
+  /** A WRITE whose payload is still arriving: bytes go straight into its buffer (one copy). */
+  private collecting: { request: Request; payload: Uint8Array; filled: number } | undefined;
 
   constructor(
     private readonly settings: Settings,
@@ -59,9 +63,27 @@ export class Transmission {
     return this.requestsInFlight;
   }
 
+  /** Bytes arrived from the peer; false when they overflow the input bound. */
+  receive(chunk: Uint8Array): boolean {
+    const collecting = this.collecting;
+    if (collecting && !this.stopping) {
+      const taken = Math.min(chunk.length, collecting.payload.length - collecting.filled);
+      collecting.payload.set(chunk.subarray(0, taken), collecting.filled);
+      collecting.filled += taken;
+      chunk = chunk.subarray(taken);
+      if (collecting.filled === collecting.payload.length) {
+        this.collecting = undefined;
+        this.start(collecting.request, collecting.payload);
+      }
+    }
+    if (!this.queue.push(chunk)) return false;
+    this.pump();
+    return true;
+  }
+
   /** Cuts and starts every complete request the window admits. */
   pump(): void {
-    while (!this.stopping && !this.sendBlocked) {
+    while (!this.stopping && !this.sendBlocked && !this.collecting) {
       if (this.discardBytes > 0) {
         this.discardBytes -= this.queue.skip(this.discardBytes);
         if (this.discardBytes > 0) break;
@@ -75,7 +97,10 @@ export class Transmission {
       const request = decodeRequest(this.queue.peek(requestHeaderBytes));
       const payloadBytes = this.payloadBytesOf(request);
       if (!this.admits(request, payloadBytes)) break;
-      if (this.queue.length < requestHeaderBytes + payloadBytes) break;
+      if (this.queue.length < requestHeaderBytes + payloadBytes) {
+        if (payloadBytes >= collectThresholdBytes) this.startCollecting(request, payloadBytes);
+        break;
+      }
       this.queue.skip(requestHeaderBytes);
       const payload = payloadBytes > 0 ? this.queue.take(payloadBytes) : undefined;
       this.start(request, payload);
@@ -96,6 +121,16 @@ export class Transmission {
     this.finishWhenDone();
     if (this.requestsInFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Moves what arrived of a large payload into its own buffer; the rest lands there directly. */
+  private startCollecting(request: Request, payloadBytes: number): void {
+    this.queue.skip(requestHeaderBytes);
+    const payload = new Uint8Array(payloadBytes);
+    const filled = this.queue.length;
+    assert(filled < payloadBytes, "an incomplete payload is collected");
+    payload.set(this.queue.take(filled));
+    this.collecting = { request, payload, filled };
   }
 
   /** Payload bytes that follow the header in the stream: only WRITE carries any. */
