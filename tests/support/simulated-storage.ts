@@ -103,6 +103,15 @@ export class SimulatedStorage implements Storage {
     this.io = this.engine();
   }
 
+  /** The same disk with submissions that wait for `step()` (only before any I/O is queued). */
+  withManualIo(): SimulatedStorage {
+    assert(this.queue.length === 0 && !this.dead, "switch modes on an idle machine");
+    this.dead = true;
+    const manual = new SimulatedStorage(this.random, true, this.directories);
+    manual.nextInode = this.nextInode;
+    return manual;
+  }
+
   /** Submissions waiting for `step()` (manual mode). */
   get pendingSubmissions(): number {
     return this.queue.length;
