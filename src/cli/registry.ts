@@ -27,6 +27,115 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/serve.ts").then((module) => module.default),
   },
   {
+    name: "create-cluster", group: "cluster",
+    summary: "Create a cluster with this host in it; prints the secret file",
+    load: () => import("./commands/cluster.ts").then((module) => module.createCluster),
+  },
+  {
+    name: "join-cluster", group: "cluster",
+    summary: "Join a cluster through any member (--secret-file FILE)",
+    load: () => import("./commands/cluster.ts").then((module) => module.joinCluster),
+  },
+  {
+    name: "leave-cluster", group: "cluster",
+    summary: "Leave the cluster (--host NAME --force: drop a dead host)",
+    load: () => import("./commands/cluster.ts").then((module) => module.leaveCluster),
+  },
+  {
+    name: "wait-cluster", group: "cluster",
+    summary: "Wait until every member was seen alive after the call",
+    load: () => import("./commands/cluster.ts").then((module) => module.waitCluster),
+  },
+  {
+    name: "create-resource", group: "resource",
+    summary: "Create a resource on DISK; this host becomes primary",
+    load: () => import("./commands/resource.ts").then((module) => module.createResource),
+  },
+  {
+    name: "join-resource", group: "resource",
+    summary: "Become a secondary of a resource with DISK",
+    load: () => import("./commands/resource.ts").then((module) => module.joinResource),
+  },
+  {
+    name: "leave-resource", group: "resource",
+    summary: "Stop being a member of a resource; the disk is kept",
+    load: () => import("./commands/resource.ts").then((module) => module.leaveResource),
+  },
+  {
+    name: "delete-resource", group: "resource",
+    summary: "Forget a resource cluster-wide once no member is left",
+    load: () => import("./commands/resource.ts").then((module) => module.deleteResource),
+  },
+  {
+    name: "up", group: "resource",
+    summary: "Attach, fetch, replay and sync on (--global: every member)",
+    load: () => import("./commands/switches.ts").then((module) => module.up),
+  },
+  {
+    name: "down", group: "resource",
+    summary: "Attach, fetch, replay and sync off (--global: every member)",
+    load: () => import("./commands/switches.ts").then((module) => module.down),
+  },
+  {
+    name: "attach", group: "resource",
+    summary: "Open the backing disk (and export it on the primary)",
+    load: () => import("./commands/switches.ts").then((module) => module.attach),
+  },
+  {
+    name: "detach", group: "resource",
+    summary: "Close the backing disk (and stop exporting)",
+    load: () => import("./commands/switches.ts").then((module) => module.detach),
+  },
+  {
+    name: "pause-fetch", group: "resource",
+    summary: "Stop copying logfiles from peers",
+    load: () => import("./commands/switches.ts").then((module) => module.pauseFetch),
+  },
+  {
+    name: "resume-fetch", group: "resource",
+    summary: "Copy logfiles from peers again",
+    load: () => import("./commands/switches.ts").then((module) => module.resumeFetch),
+  },
+  {
+    name: "pause-replay", group: "resource",
+    summary: "Stop applying logs to the disk",
+    load: () => import("./commands/switches.ts").then((module) => module.pauseReplay),
+  },
+  {
+    name: "resume-replay", group: "resource",
+    summary: "Apply logs to the disk again",
+    load: () => import("./commands/switches.ts").then((module) => module.resumeReplay),
+  },
+  {
+    name: "pause-sync", group: "resource",
+    summary: "Pause the full sync",
+    load: () => import("./commands/switches.ts").then((module) => module.pauseSync),
+  },
+  {
+    name: "resume-sync", group: "resource",
+    summary: "Resume the full sync",
+    load: () => import("./commands/switches.ts").then((module) => module.resumeSync),
+  },
+  {
+    name: "view", group: "inspection",
+    summary: "One line per resource: role, primary, disk, peers, flags",
+    load: () => import("./commands/view.ts").then((module) => module.view),
+  },
+  {
+    name: "get-key", group: "inspection",
+    summary: "Print one replicated metadata key (expert)",
+    load: () => import("./commands/view.ts").then((module) => module.getKey),
+  },
+  {
+    name: "set-key", group: "inspection",
+    summary: "Write or delete one replicated metadata key (expert)",
+    load: () => import("./commands/view.ts").then((module) => module.setKey),
+  },
+  {
+    name: "run", group: "engine", summary: "Run the engine in the foreground (systemd Type=notify)",
+    load: () => import("./commands/run.ts").then((module) => module.default),
+  },
+  {
     name: "version", group: "engine", summary: "Print the version and commit (--verbose: platform)",
     load: () => import("./commands/version.ts").then((module) => module.default),
   },

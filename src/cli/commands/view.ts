@@ -1,0 +1,147 @@
+/** Inspection: view (one line per resource, or --json / --raw) and the expert get-key/set-key. */
+import { defineCommand } from "citty";
+import { MarsError } from "../../lib/errors.ts";
+import { keys, switchNames } from "../../cluster/keys.ts";
+import type { ActualState } from "../../engine/resources.ts";
+import { resourceNames } from "../../engine/resources.ts";
+import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
+import { globalOptions } from "../global-args.ts";
+
+/** One resource as `view --json` shows it (docs/cli.md documents the keys). */
+export interface ResourceView {
+  readonly resource: string;
+  readonly sizeBytes: number;
+  readonly role: "primary" | "secondary" | "none";
+  readonly primary: string | null;
+  readonly members: readonly string[];
+  /** attached | detached | failed | unknown (engine down) | none (not a member here) */
+  readonly disk: string;
+  readonly connection: { readonly alive: number; readonly peers: number } | null;
+  readonly switches: Readonly<Record<string, boolean>>;
+  readonly export: string | null;
+  readonly error: string | null;
+}
+
+export function viewResource(admin: AdminSession, resource: string): ResourceView {
+  const host = admin.host;
+  const members = admin.membersOf(resource);
+  const member = members.includes(host);
+  const primary = (admin.map.get(keys.primary(resource)) as string | undefined) || null;
+  const actual = admin.map.get(keys.actual(resource, host)) as ActualState | undefined;
+  const switches: Record<string, boolean> = {};
+  for (const name of switchNames) {
+    switches[name] = admin.map.get(keys.todo(resource, host, name)) === true;
+  }
+  const peers = members.filter((name) => name !== host);
+  const alive = peers.filter((name) => admin.state?.peers[name]?.alive).length;
+  let disk = "none";
+  if (member) {
+    if (!admin.engineRunning) disk = "unknown";
+    else if (actual?.error) disk = "failed";
+    else disk = actual?.attached ? "attached" : "detached";
+  }
+  return {
+    resource, sizeBytes: admin.map.get(keys.size(resource)) as number,
+    role: !member ? "none" : primary === host ? "primary" : "secondary",
+    primary, members, disk,
+    connection: admin.engineRunning ? { alive, peers: peers.length } : null,
+    switches,
+    export: admin.engineRunning && actual?.attached && actual.export ? actual.export : null,
+    error: actual?.error || null,
+  };
+}
+
+function flags(view: ResourceView): string {
+  return switchNames.map((name) => (view.switches[name] ? name[0]!.toUpperCase() : "-")).join("");
+}
+
+function line(view: ResourceView): string {
+  const connection = view.connection ? `${view.connection.alive}/${view.connection.peers}` : "?";
+  return [
+    view.resource.padEnd(16), view.role.padEnd(9), `primary=${view.primary ?? "(none)"}`,
+    `disk=${view.disk}`, `peers=${connection}`, `flags=${flags(view)}`,
+    ...(view.export ? [`export=${view.export}`] : []),
+    ...(view.error ? [`error=${JSON.stringify(view.error)}`] : []),
+  ].join(" ");
+}
+
+export const view = defineCommand({
+  meta: { name: "view", description: "One line per resource: role, primary, disk, peers, flags" },
+  args: {
+    resource: { type: "positional", required: false, valueHint: "RES",
+      description: "Resource, comma list or 'all' (default)" },
+    raw: { type: "boolean", description: "Every replicated key with its stamp (expert)" },
+  },
+  async run({ args }) {
+    const options = globalOptions(args, process.env);
+    await withAdmin(options, async (admin) => {
+      if (args.raw) return printRaw(admin, options.json);
+      const names = args.resource ? admin.resources(args.resource) : resourceNames(admin.map);
+      const views = names.map((resource) => viewResource(admin, resource));
+      if (options.json) {
+        console.log(JSON.stringify({
+          host: admin.host, cluster: admin.identity.cluster, engineRunning: admin.engineRunning,
+          resources: views,
+        }));
+        return;
+      }
+      for (const item of views) console.log(line(item));
+      if (!admin.engineRunning) console.error(`(${engineDownNote})`);
+    });
+  },
+});
+
+function printRaw(admin: AdminSession, json: boolean): void {
+  const entries = [...admin.map.all()].sort((left, right) => (left.key < right.key ? -1 : 1));
+  for (const entry of entries) {
+    const record = {
+      key: entry.key, value: entry.value ?? null, deleted: entry.value === undefined,
+      time: entry.stamp.time, writer: entry.stamp.host,
+    };
+    if (json) console.log(JSON.stringify(record));
+    else {
+      const value = entry.value === undefined ? "(deleted)" : JSON.stringify(entry.value);
+      const when = new Date(entry.stamp.time).toISOString();
+      console.log(`${entry.key} = ${value}  [${when} by ${entry.stamp.host}]`);
+    }
+  }
+}
+
+export const getKey = defineCommand({
+  meta: { name: "get-key", description: "Print one replicated key's value as JSON (expert)" },
+  args: { key: { type: "positional", required: true, valueHint: "KEY", description: "Key" } },
+  async run({ args }) {
+    const options = globalOptions(args, process.env);
+    await withAdmin(options, async (admin) => {
+      const value = admin.map.get(args.key);
+      if (value === undefined) throw new MarsError("not-found", `no key '${args.key}'`);
+      console.log(JSON.stringify(value));
+    });
+  },
+});
+
+export const setKey = defineCommand({
+  meta: { name: "set-key", description: "Write (or --delete) one replicated key (expert)" },
+  args: {
+    key: { type: "positional", required: true, valueHint: "KEY", description: "Key" },
+    value: { type: "positional", required: false, valueHint: "JSON", description: "Value" },
+    delete: { type: "boolean", description: "Delete the key (a tombstone)" },
+  },
+  async run({ args }) {
+    const options = globalOptions(args, process.env);
+    let value: unknown;
+    if (!args.delete) {
+      if (args.value === undefined) throw new MarsError("usage", "set-key needs a JSON value");
+      try {
+        value = JSON.parse(args.value);
+      } catch {
+        throw new MarsError("usage", `not JSON: ${args.value}`);
+      }
+    }
+    await withAdmin(options, async (admin) => {
+      await admin.write([value === undefined ? { key: args.key } : { key: args.key, value }]);
+      console.log(`${args.delete ? "deleted" : "set"} ${args.key}`);
+      if (!admin.engineRunning) console.log(engineDownNote);
+    });
+  },
+});
