@@ -98,7 +98,9 @@ async function checkOptions(command: CommandDef<any>, rawArgs: readonly string[]
   let positionalCount = 0;
   for (const [name, definition] of Object.entries(definitions)) {
     if (definition.type === "positional") {
-      positionalCount++;
+      // `variadic: true` (a mars extension citty ignores) takes every remaining argument.
+      const variadic = (definition as { variadic?: boolean }).variadic === true;
+      positionalCount += variadic ? Number.POSITIVE_INFINITY : 1;
       continue;
     }
     const takesValue = definition.type !== "boolean";

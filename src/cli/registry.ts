@@ -132,6 +132,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/view.ts").then((module) => module.setKey),
   },
   {
+    name: "log", group: "inspection",
+    summary: "Inspect logfiles: 'log dump FILE', 'log verify PATH...' (records and chain)",
+    load: () => import("./commands/log.ts").then((module) => module.default),
+  },
+  {
     name: "run", group: "engine", summary: "Run the engine in the foreground (systemd Type=notify)",
     load: () => import("./commands/run.ts").then((module) => module.default),
   },
