@@ -2,6 +2,7 @@
 import { defineCommand } from "citty";
 import { MarsError } from "../../lib/errors.ts";
 import { directAttacher } from "../../engine/attach.ts";
+import { defaultTiming } from "../../engine/cluster-node.ts";
 import { Engine } from "../../engine/engine.ts";
 import { lineLogger, type LogFormat } from "../../engine/logger.ts";
 import { notifySystemd, restrictToOwner } from "../../platform/sd-notify.ts";
@@ -13,6 +14,11 @@ export default defineCommand({
   meta: { name: "run", description: "Run the engine in the foreground (systemd Type=notify)" },
   args: {
     "log-format": { type: "string", valueHint: "text|json", description: "Log line format" },
+    "tombstone-retention": {
+      type: "string", valueHint: "SECONDS",
+      description: `Keep deletions at least this long before purging (default ${
+        defaultTiming.tombstoneRetentionMs / 1000})`,
+    },
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
@@ -23,8 +29,14 @@ export default defineCommand({
     const effects = realEffects();
     const logger = lineLogger(format, () => Date.now(),
       (text) => process.stderr.write(`${text}\n`), options.verbose);
+    const retentionText = args["tombstone-retention"] ?? defaultTiming.tombstoneRetentionMs / 1000;
+    const retention = Number(retentionText);
+    if (!Number.isFinite(retention) || retention < 0) {
+      throw new MarsError("usage", "--tombstone-retention takes a number of seconds");
+    }
     const engine = await Engine.start({
       homePath: options.home, effects, logger, attacher: directAttacher(effects),
+      timing: { ...defaultTiming, tombstoneRetentionMs: Math.round(retention * 1000) },
     });
     restrictToOwner(engine.home.file(homeFiles.control));
     notifySystemd("READY=1\nSTATUS=serving");
