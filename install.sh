@@ -33,3 +33,30 @@ mkdir -p "$prefix/bin"
 install -m 0755 dist/mars "$prefix/bin/mars.new"
 mv -f "$prefix/bin/mars.new" "$prefix/bin/mars"
 echo "installed $prefix/bin/mars ($("$prefix/bin/mars" --version))"
+
+# The engine as a systemd service, where systemd runs (Type=notify: mars run sends READY=1).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  unit_dir=${MARS_SYSTEMD_UNIT_DIR:-/etc/systemd/system}
+  mkdir -p "$unit_dir"
+  cat > "$unit_dir/mars.service.new" <<UNIT
+[Unit]
+Description=mars replication engine
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=notify
+ExecStart=$prefix/bin/mars run --home \${MARS_HOME}
+Environment=MARS_HOME=/var/lib/mars
+Restart=on-failure
+RestartSec=2
+KillSignal=SIGTERM
+TimeoutStopSec=60
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  mv -f "$unit_dir/mars.service.new" "$unit_dir/mars.service"
+  systemctl daemon-reload || true
+  echo "installed $unit_dir/mars.service (enable with: systemctl enable --now mars)"
+fi
