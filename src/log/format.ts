@@ -1,6 +1,6 @@
 /** The logfile byte format: the file header and the record framing, encoded and verified. */
 import { assert } from "../lib/assert.ts";
-import { xxHash3 } from "../platform/hash.ts";
+import { crc32, xxHash3 } from "../platform/hash.ts";
 import { zstdCompress, zstdDecompress } from "../platform/compress.ts";
 
 // Every layout below is documented byte by byte in docs/log-format.md; change both together.
@@ -56,6 +56,8 @@ export interface RecordHeader {
   /** Payload bytes stored in the file after the header. */
   readonly storedBytes: number;
   readonly payloadChecksum: bigint;
+  /** crc32 of the stored (compressed) bytes; 0 when stored uncompressed. */
+  readonly storedChecksum: number;
   /** Where the record starts in its logfile: a record copied elsewhere fails verification. */
   readonly fileOffset: number;
   /** Where its group-commit batch starts: tells a torn tail from corruption (see reader). */
@@ -183,7 +185,8 @@ export function encodeRecord(
   setU64(view, 24, input.deviceOffset);
   setU64(view, 32, input.lengthBytes);
   view.setUint32(40, stored.length, true);
-  view.setUint32(44, 0, true);
+  // A compressed stream can change without changing what it decodes to: check it as stored.
+  view.setUint32(44, storedCodec === "none" ? 0 : crc32(stored), true);
   view.setBigUint64(48, xxHash3(payload), true);
   setU64(view, 56, placement.fileOffset);
   setU64(view, 64, placement.batchStartOffset);
@@ -235,6 +238,7 @@ export function decodeRecordHeader(
     lengthBytes: getU64(view, 32),
     storedBytes: view.getUint32(40, true),
     payloadChecksum: view.getBigUint64(48, true),
+    storedChecksum: view.getUint32(44, true),
     fileOffset: getU64(view, 56),
     batchStartOffset: getU64(view, 64),
   };
@@ -254,6 +258,7 @@ function checkHeaderFields(header: RecordHeader, fileOffset: number): RecordHead
       return "stored length differs from the write length";
     }
     if (header.storedBytes > recordPayloadBytesMax) return "stored payload beyond the limit";
+    if (header.codec === "none" && header.storedChecksum !== 0) return "stored checksum set";
   } else {
     if (header.storedBytes !== 0 || header.codec !== "none") return "payload on a non-write";
     if (header.lengthBytes > recordRangeBytesMax) return "range longer than the limit";
@@ -267,6 +272,7 @@ export function decodePayload(header: RecordHeader, stored: Uint8Array): Uint8Ar
   assert(stored.length === header.storedBytes, "caller passes exactly the stored payload");
   let payload = stored;
   if (header.codec === "zstd") {
+    if (crc32(stored) !== header.storedChecksum) return "compressed payload checksum mismatch";
     try {
       payload = zstdDecompress(stored);
     } catch {
