@@ -1,4 +1,4 @@
-/** `bun run bench scale`: one engine with 1000 resources plus a peer: start-up, idle, propagation. */
+/** `bun run bench scale`: 1000 resources on one engine plus a peer: start-up, idle, propagation. */
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
