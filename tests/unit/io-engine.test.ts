@@ -11,16 +11,19 @@ function openUring(options = uringDefaults): UringEngine {
   return engine;
 }
 
-/** A ring far smaller than the in-flight limit: exercises a full SQ, CQ overflow, bounce waits. */
+/**
+ * A ring far smaller than the in-flight limit: exercises a full SQ, CQ overflow and waits for
+ * bounce buffers; and the cooperative task-run setup flags.
+ */
 const tinyRing = {
   queueEntries: 4, completionEntries: 4, inFlightMax: 16,
-  smallBounceSlotsMax: 3, largeBounceSlotsMax: 1,
+  smallBounceSlotsMax: 3, largeBounceSlotsMax: 1, cooperative: true,
 };
 
 const unavailable = () => ({ name: "ENOSYS", message: "Function not implemented" });
 
 runIoEngineSuite("uring", () => openUring());
-runIoEngineSuite("uring, tiny ring", () => openUring(tinyRing), 15);
+runIoEngineSuite("uring, tiny cooperative ring", () => openUring(tinyRing), 15);
 runIoEngineSuite("portable", () => createPortableEngine());
 runIoEngineSuite("automatic choice without io_uring", () => {
   const choice = openIoEngine(undefined, unavailable);

@@ -23,6 +23,11 @@ export interface RingOptions {
   readonly submissionEntries: number;
   /** At least submissionEntries; the kernel's default is twice as many. */
   readonly completionEntries: number;
+  /**
+   * IORING_SETUP_COOP_TASKRUN | SINGLE_ISSUER: completions wait for our next kernel entry
+   * instead of interrupting us. Never DEFER_TASKRUN: it would stall the eventfd loop.
+   */
+  readonly cooperative?: boolean;
 }
 
 interface Mapping {
@@ -97,7 +102,10 @@ export class Ring {
     assert(options.submissionEntries <= ringEntriesMax, "ring entries stay within the limit");
     assert(options.completionEntries >= options.submissionEntries, "CQ at least as large as SQ");
     const parameters = new Uint32Array(parametersWords);
-    parameters[parametersWord.flags] = setupFlag.completionQueueSize | setupFlag.clamp;
+    const cooperative = options.cooperative === true
+      ? setupFlag.cooperativeTaskRun | setupFlag.singleIssuer : 0;
+    const sizing = setupFlag.completionQueueSize | setupFlag.clamp;
+    parameters[parametersWord.flags] = sizing | cooperative;
     parameters[parametersWord.completionEntries] = options.completionEntries;
     const fd = callSystem(systemCall.ioUringSetup, options.submissionEntries, ptr(parameters));
     if (fd < 0) return failure(-fd);
