@@ -1,4 +1,4 @@
-/** The binary names its io engine and why, honours the override, and falls back without io_uring. */
+/** The binary names its io engine and why, honours the override, falls back without io_uring. */
 import { describe, expect, test } from "bun:test";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
