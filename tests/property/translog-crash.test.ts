@@ -5,8 +5,19 @@ import fc from "fast-check";
 import { seededRandom } from "../../src/platform/random.ts";
 import { propertyParameters } from "../support/property.ts";
 import {
-  crash, newMachine, openHarnessTranslog, progress, runUntil, settle, type Machine,
+  crash, newMachine, openHarnessTranslog, progress, runSteps, runUntil, settle, type Machine,
 } from "../support/translog-harness.ts";
+import { openFileDevice } from "../../src/block/file.ts";
+import { openTranslog, type TranslogLimits } from "../../src/translog/translog.ts";
+import { diskPath, logDirectory } from "../support/translog-harness.ts";
+
+/** Starts recovery without driving it (the caller decides how far it gets). */
+async function openHarnessTranslogSteps(machine: Machine, limits: Partial<TranslogLimits>) {
+  return openTranslog({
+    storage: machine.storage, clock: machine.clock, directory: logDirectory, resource: "r1",
+    host: "hostA", backing: await openFileDevice(machine.storage, diskPath), limits,
+  });
+}
 
 const sectorBytes = 512;
 const deviceSectors = 64;
@@ -35,6 +46,8 @@ const scenarioArbitrary = fc.record({
   stepsBeforeCrash: fc.integer({ min: 0, max: 40 }),
   overlayBytesMax: fc.constantFrom(9000, 1024 * 1024),
   logfileBytesMax: fc.constantFrom(6000, 1024 * 1024),
+  /** When set, the power fails again after this many I/O steps of the first recovery. */
+  stepsBeforeSecondCrash: fc.option(fc.integer({ min: 0, max: 60 })),
 });
 
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer T> ? T : never;
@@ -85,6 +98,11 @@ async function runScenario(scenario: Scenario) {
   await progress(machine, scenario.stepsBeforeCrash, 1);
   const mustReach = required;
   machine = crash(machine);
+  if (scenario.stepsBeforeSecondCrash !== null) {
+    const interrupted = openHarnessTranslogSteps(machine, limits);
+    await runSteps(machine, interrupted, scenario.stepsBeforeSecondCrash);
+    machine = crash(machine);
+  }
   const recovered = await openHarnessTranslog(machine, limits);
   const content = new Uint8Array(deviceBytes);
   await runUntil(machine, recovered.read(0, content));

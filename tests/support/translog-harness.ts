@@ -55,6 +55,18 @@ export async function runUntil<T>(machine: Machine, promise: Promise<T>): Promis
   return tracked;
 }
 
+/** Runs at most `steps` simulated I/O operations (and their callbacks), then stops. */
+export async function runSteps(machine: Machine, promise: Promise<unknown>, steps: number) {
+  let settled = false;
+  promise.then(() => { settled = true; }, () => { settled = true; });
+  for (let step = 0; step < steps && !settled; step++) {
+    await settle();
+    if (!machine.storage.step()) machine.clock.advance(1);
+  }
+  await settle();
+  return settled;
+}
+
 /** Lets background work (writeback, persists, batch timers) advance for a while. */
 export async function progress(machine: Machine, steps: number, advanceMs: number) {
   for (let step = 0; step < steps; step++) {
