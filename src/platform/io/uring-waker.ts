@@ -39,22 +39,22 @@ export class CompletionWaker {
     if (this.reader === undefined || this.idleTimer !== undefined) return;
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
-      this.disarm();
+      void this.disarm();
     }, wakerIdleDisarmMs);
     this.idleTimer.unref();
   }
 
-  /** For good: the eventfd is about to be closed. */
-  stop(): void {
+  /** For good; resolves once the runtime let go of the eventfd, so it may be closed. */
+  async stop(): Promise<void> {
     this.stopped = true;
     this.cancelIdleTimer();
-    this.disarm();
+    await this.disarm();
   }
 
-  private disarm(): void {
+  private async disarm(): Promise<void> {
     const reader = this.reader;
     this.reader = undefined;
-    if (reader !== undefined) void reader.cancel().catch(() => undefined);
+    if (reader !== undefined) await reader.cancel().catch(() => undefined);
   }
 
   private cancelIdleTimer(): void {

@@ -143,8 +143,8 @@ export class UringEngine implements IoEngine {
       await idle;
     }
     assert(this.inFlightCount === 0, "nothing is in flight when the ring is torn down");
-    this.waker.stop();
     this.ringClosed = true;
+    await this.waker.stop();
     this.ring.close();
     closeDescriptor(this.eventFd);
     this.smallPool.close();
