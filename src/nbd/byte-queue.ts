@@ -18,7 +18,10 @@ export class ByteQueue {
   push(chunk: Uint8Array): boolean {
     if (chunk.length === 0) return true;
     if (this.length + chunk.length > this.bytesMax) return false;
-    this.chunks.push(chunk.slice());
+    // A real copy: a runtime Buffer's slice() would share the socket's memory.
+    const copy = new Uint8Array(chunk.length);
+    copy.set(chunk);
+    this.chunks.push(copy);
     this.length += chunk.length;
     return true;
   }

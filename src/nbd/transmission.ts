@@ -41,8 +41,8 @@ const commandFlagsKnown = CommandFlag.fua | CommandFlag.noHole | CommandFlag.don
 export class Transmission {
   private requestsInFlight = 0;
   private bytesInFlight = 0;
-  /** Payload bytes of a refused oversized WRITE still to be dropped from the stream. */
-  private discardBytes = 0;
+  /** A refused oversized WRITE whose payload is still being dropped; it replies afterwards. */
+  private discarding: { request: Request; remainingBytes: number } | undefined;
   private sendBlocked = false;
   private readingPaused = false;
   private stopping = false;
@@ -84,9 +84,14 @@ export class Transmission {
   /** Cuts and starts every complete request the window admits. */
   pump(): void {
     while (!this.stopping && !this.sendBlocked && !this.collecting) {
-      if (this.discardBytes > 0) {
-        this.discardBytes -= this.queue.skip(this.discardBytes);
-        if (this.discardBytes > 0) break;
+      if (this.discarding) {
+        // Clients may not expect a reply before they finished sending, so it waits.
+        this.discarding.remainingBytes -= this.queue.skip(this.discarding.remainingBytes);
+        if (this.discarding.remainingBytes > 0) break;
+        const refused = this.discarding.request;
+        this.discarding = undefined;
+        this.start(refused, undefined);
+        continue;
       }
       if (this.queue.length < requestHeaderBytes) break;
       if (requestMagicAt(this.queue.peek(4)) !== requestMagic) {
@@ -97,6 +102,11 @@ export class Transmission {
       const request = decodeRequest(this.queue.peek(requestHeaderBytes));
       const payloadBytes = this.payloadBytesOf(request);
       if (!this.admits(request, payloadBytes)) break;
+      if (request.type === Command.write && request.lengthBytes > payloadBytes) {
+        this.queue.skip(requestHeaderBytes);
+        this.discarding = { request, remainingBytes: request.lengthBytes };
+        continue;
+      }
       if (this.queue.length < requestHeaderBytes + payloadBytes) {
         if (payloadBytes >= collectThresholdBytes) this.startCollecting(request, payloadBytes);
         break;
@@ -235,7 +245,6 @@ export class Transmission {
     }
     const carriesData = request.type === Command.read || request.type === Command.write;
     if (carriesData && request.lengthBytes > this.settings.payloadBytesMax) {
-      if (request.type === Command.write) this.discardBytes += request.lengthBytes;
       return new BlockError("EOVERFLOW",
         `${request.lengthBytes} bytes exceed the ${this.settings.payloadBytesMax} byte limit`);
     }

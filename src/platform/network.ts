@@ -65,7 +65,7 @@ class BunConnection implements Connection {
 
   onData(chunk: Uint8Array): void {
     if (this.handlers) this.handlers.data(chunk);
-    else this.early.push(chunk.slice());
+    else this.early.push(Uint8Array.from(chunk)); // Buffer.slice would not copy
   }
 
   attach(handlers: ConnectionHandlers): void {

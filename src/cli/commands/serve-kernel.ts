@@ -53,7 +53,7 @@ export async function attachToKernel(
   let target: ConnectionHandlers | undefined;
   let closedEarly: { error?: Error } | undefined;
   const connection = await adoptSocket(attachment.serverFd, {
-    data: (chunk) => (target ? target.data(chunk) : early.push(chunk.slice())),
+    data: (chunk) => (target ? target.data(chunk) : early.push(Uint8Array.from(chunk))),
     drain: () => target?.drain(),
     closed: (error) => (target ? target.closed(error) : (closedEarly = { error })),
   });
