@@ -21,6 +21,9 @@ export class Writeback {
   private failure: Error | undefined;
   private idleWaiters: Array<() => void> = [];
   writtenThroughValue: LogPosition;
+  /** Entries written to the disk, and entries skipped because a newer one covers them. */
+  writtenCount = 0;
+  supersededCount = 0;
 
   constructor(
     private readonly overlay: Overlay,
@@ -41,8 +44,10 @@ export class Writeback {
   kick(): void {
     if (this.failure) return;
     const durable = this.durableSequence();
+    const newest = this.newestDurableByRange(durable);
     const blocked: OverlayEntry[] = [];
     let scanned = 0;
+    let superseded = false;
     for (const entry of this.overlay.inOrder()) {
       if (this.inFlight >= writebackInFlightMax || scanned++ >= writebackScanEntriesMax) break;
       if (entry.state === "written") continue;
@@ -51,10 +56,30 @@ export class Writeback {
         continue;
       }
       if (entry.sequence > durable) break; // durability is a prefix of the log
+      if (newest.get(rangeKey(entry)) !== entry) {
+        // Coalescing: a newer durable record rewrites exactly this range, so this one never
+        // needs to reach the disk; replay from any later position restores the newer one.
+        entry.state = "written";
+        this.supersededCount++;
+        superseded = true;
+        continue;
+      }
       const waits = blocked.some((older) => overlaps(older, entry.offset, entry.lengthBytes));
       blocked.push(entry);
       if (!waits) this.issue(entry);
     }
+    if (superseded) this.advance();
+  }
+
+  /** For each exact range, the newest entry whose record is durable. */
+  private newestDurableByRange(durable: number): Map<string, OverlayEntry> {
+    const newest = new Map<string, OverlayEntry>();
+    let scanned = 0;
+    for (const entry of this.overlay.inOrder()) {
+      if (entry.sequence > durable || scanned++ >= writebackScanEntriesMax) break;
+      newest.set(rangeKey(entry), entry);
+    }
+    return newest;
   }
 
   /** Resolves once the overlay is empty (everything written back) or writeback failed. */
@@ -86,14 +111,22 @@ export class Writeback {
   private completed(entry: OverlayEntry): void {
     this.inFlight--;
     entry.state = "written";
+    this.writtenCount++;
+    this.advance();
+    this.kick();
+  }
+
+  /** Removes written entries from the front of the overlay, moving the position with them. */
+  private advance(): void {
+    let moved = false;
     for (let oldest = this.overlay.oldest(); oldest?.state === "written";
       oldest = this.overlay.oldest()) {
       this.writtenThroughValue = oldest.end;
       this.overlay.remove(oldest);
+      moved = true;
     }
     if (this.overlay.entryCount === 0) this.releaseIdle();
-    this.onProgress();
-    this.kick();
+    if (moved) this.onProgress();
   }
 
   private failed(error: Error): void {
@@ -108,4 +141,8 @@ export class Writeback {
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+function rangeKey(entry: OverlayEntry): string {
+  return `${entry.offset}+${entry.lengthBytes}`;
 }
