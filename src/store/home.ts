@@ -87,6 +87,7 @@ export class Home {
   }
 
   async isInitialised(): Promise<boolean> {
+    if (!(await this.storage.files.status(this.path))) return false;
     return (await this.storage.files.status(this.file(homeFiles.identity))) !== undefined;
   }
 

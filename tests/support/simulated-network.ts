@@ -1,5 +1,8 @@
-/** A seeded message network for simulations: delay, reordering, duplication, loss, partitions. */
-import type { Random } from "../../src/platform/types.ts";
+/** Simulated networks: seeded messages (reorder, duplicate, lose, cut) and byte streams. */
+import { MarsError } from "../../src/lib/errors.ts";
+import type {
+  Address, Clock, Connection, ConnectionHandlers, Listener, Network, Random,
+} from "../../src/platform/types.ts";
 
 export interface FaultOptions {
   /** Probability (0..1) that a sent message is dropped. */
@@ -96,4 +99,132 @@ export class SimulatedMessageNetwork<Message> {
 
 function linkName(left: string, right: string): string {
   return left < right ? `${left}|${right}` : `${right}|${left}`;
+}
+
+// --- byte streams: a Network for engines running on a SimulatedClock ---
+
+
+/** Bytes one simulated connection may hold in flight (a runaway sender fails loudly). */
+export const streamInFlightBytesMax = 64 * 1024 * 1024;
+
+class SimulatedConnection implements Connection {
+  queuedBytes = 0;
+  closed = false;
+  peer!: SimulatedConnection;
+  handlers: ConnectionHandlers | undefined;
+  private deliverAtMs = 0;
+
+  constructor(
+    readonly node: string,
+    readonly remote: string,
+    private readonly network: SimulatedStreamNetwork,
+  ) {}
+
+  write(data: Uint8Array): boolean {
+    if (this.closed) return false;
+    const copy = data.slice();
+    const clock = this.network.clock;
+    // TCP keeps order: each chunk arrives no earlier than the one before it.
+    this.deliverAtMs = Math.max(this.deliverAtMs, clock.monotonicMs() + this.network.latencyMs);
+    this.queuedBytes += copy.length;
+    if (this.queuedBytes > streamInFlightBytesMax) throw new Error("simulated stream overflow");
+    clock.setTimer(this.deliverAtMs - clock.monotonicMs(), () => {
+      this.queuedBytes -= copy.length;
+      if (!this.closed && !this.peer.closed) this.peer.handlers?.data(copy);
+    });
+    return true;
+  }
+
+  end(): void {
+    const clock = this.network.clock;
+    clock.setTimer(Math.max(0, this.deliverAtMs - clock.monotonicMs()), () => this.destroy());
+  }
+
+  destroy(error?: Error): void {
+    for (const side of [this as SimulatedConnection, this.peer]) {
+      if (side.closed) continue;
+      side.closed = true;
+      this.network.open.delete(side);
+      side.handlers?.closed(error);
+    }
+  }
+}
+
+/**
+ * Connections between named nodes on a simulated clock, with a fixed one-way latency. A
+ * partition refuses new connections across it and cuts the open ones (as a firewall that sends
+ * resets would); a crashed node's connections and listeners vanish.
+ */
+export class SimulatedStreamNetwork {
+  latencyMs = 5;
+  readonly open = new Set<SimulatedConnection>();
+  private readonly listeners = new Map<string, {
+    node: string; accept: (connection: Connection) => ConnectionHandlers;
+  }>();
+  private readonly cut = new Set<string>();
+  private nextPort = 40_000;
+
+  constructor(readonly clock: Clock) {}
+
+  /** The Network as `node` sees it. */
+  view(node: string): Network {
+    return {
+      listen: async (address, accept) => this.listen(node, address, accept),
+      connect: async (address, handlers) => this.connect(node, address, handlers),
+    };
+  }
+
+  partition(left: string, right: string): void {
+    this.cut.add(linkName(left, right));
+    for (const connection of [...this.open]) {
+      if (linkName(connection.node, connection.peer.node) === linkName(left, right)) {
+        connection.destroy(new Error("partitioned"));
+      }
+    }
+  }
+
+  heal(): void {
+    this.cut.clear();
+  }
+
+  /** Drops every listener and connection of `node` (its process died). */
+  crash(node: string): void {
+    for (const [key, listener] of this.listeners) {
+      if (listener.node === node) this.listeners.delete(key);
+    }
+    for (const connection of [...this.open]) {
+      if (connection.node === node) connection.destroy(new Error("peer crashed"));
+    }
+  }
+
+  private listen(
+    node: string, address: Address, accept: (connection: Connection) => ConnectionHandlers,
+  ): Listener {
+    const bound: Address = address.kind === "tcp" && address.port === 0
+      ? { ...address, port: this.nextPort++ } : address;
+    const key = addressKey(bound);
+    if (this.listeners.has(key)) throw new MarsError("io", `address in use: ${key}`);
+    this.listeners.set(key, { node, accept });
+    return { address: bound, close: () => this.listeners.delete(key) };
+  }
+
+  private connect(node: string, address: Address, handlers: ConnectionHandlers): Connection {
+    const listener = this.listeners.get(addressKey(address));
+    if (!listener || this.cut.has(linkName(node, listener.node))) {
+      throw new MarsError("peer-unreachable", `cannot connect to ${addressKey(address)}`);
+    }
+    const client = new SimulatedConnection(node, addressKey(address), this);
+    const server = new SimulatedConnection(listener.node, node, this);
+    client.peer = server;
+    server.peer = client;
+    this.open.add(client);
+    this.open.add(server);
+    client.handlers = handlers;
+    server.handlers = listener.accept(server);
+    return client;
+  }
+}
+
+function addressKey(address: Address): string {
+  return address.kind === "unix" ? `unix:${address.path}` : `${address.host}:${address.port}`;
 }
