@@ -19,7 +19,9 @@ export interface EngineHandle {
   log(): string;
   /** Runs `mars ARGS --home HOME`. */
   mars(...args: string[]): Promise<RunResult>;
-  start(extraArgs?: string[]): Promise<void>;
+  start(extraArgs?: string[], env?: Record<string, string>): Promise<void>;
+  /** SIGKILL: the process dies without any cleanup (a crash). */
+  kill(): Promise<void>;
   /** SIGTERM and wait for the exit; returns the exit code. */
   stop(): Promise<number>;
   readonly running: boolean;
@@ -40,9 +42,10 @@ export function engineHandle(name: string, root = temporaryDirectory("mars-e2e-"
     get running() {
       return child !== undefined && child.exitCode === null;
     },
-    async start(extraArgs = []) {
+    async start(extraArgs = [], env = {}) {
+      output = "";
       child = Bun.spawn([binaryPath, "run", "--home", home, ...extraArgs], {
-        stdin: "ignore", stdout: "ignore", stderr: "pipe",
+        stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { ...process.env, ...env },
       });
       started.add(child);
       const reader = child.stderr.getReader();
@@ -59,6 +62,12 @@ export function engineHandle(name: string, root = temporaryDirectory("mars-e2e-"
         if (Date.now() > deadline) throw new Error(`engine ${name} did not start: ${output}`);
         await Bun.sleep(20);
       }
+    },
+    async kill() {
+      if (!child) return;
+      child.kill("SIGKILL");
+      await child.exited;
+      started.delete(child);
     },
     async stop() {
       if (!child) return -1;
