@@ -24,6 +24,26 @@ const unavailable = () => ({ name: "ENOSYS", message: "Function not implemented"
 
 runIoEngineSuite("uring", () => openUring());
 runIoEngineSuite("uring, tiny cooperative ring", () => openUring(tinyRing), 15);
+runIoEngineSuite("uring, with EAGAIN, EINTR and short transfers injected", () => {
+  let state = 0x2545f491;
+  const nextFraction = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
+  return openUring({
+    ...uringDefaults,
+    injectFault: (result) => {
+      const draw = nextFraction();
+      if (draw < 0.1) return -11;
+      if (draw < 0.2) return -4;
+      // Short counts stay whole pages, as the kernel's are on O_DIRECT files.
+      if (draw < 0.4 && result >= 8192) return Math.floor(result / 8192) * 4096;
+      return result;
+    },
+  });
+}, 15);
 runIoEngineSuite("portable", () => createPortableEngine());
 runIoEngineSuite("automatic choice without io_uring", () => {
   const choice = openIoEngine(undefined, unavailable);

@@ -44,9 +44,11 @@ export interface NativeFailure {
   readonly message: string;
 }
 
-const errnoNames = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
-);
+/** Number → name; where two names share a number (EAGAIN, EWOULDBLOCK) the first listed wins. */
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno)) {
+  if (!errnoNames.has(value)) errnoNames.set(value, name);
+}
 
 export function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `E${errno}`;

@@ -95,7 +95,7 @@ export function settle(task: Task, closing: boolean): "done" | "again" | "failed
       task.retryCount++;
       return "again";
     }
-    const result = errno === errnoCancelled && closing
+    const result = closing && (transient || errno === errnoCancelled)
       ? cancelled("the engine closed")
       : failed(errno, operation);
     finish(task.batch, task.index, result);

@@ -27,6 +27,11 @@ export interface UringOptions {
   readonly largeBounceSlotsMax: number;
   /** See RingOptions.cooperative. */
   readonly cooperative?: boolean;
+  /**
+   * Tests only: rewrites a kernel result (to EAGAIN, EINTR or a short count) before it settles,
+   * for unordered operations, whose repetition is harmless.
+   */
+  readonly injectFault?: (result: number) => number;
 }
 
 export const uringDefaults: UringOptions = {
@@ -311,7 +316,8 @@ export class UringEngine implements IoEngine {
     this.slots[userData] = undefined;
     this.freeSlots.push(userData);
     this.inFlightCount--;
-    task.outcome = result;
+    const inject = this.options.injectFault;
+    task.outcome = inject !== undefined && !task.batch.ordered ? inject(result) : result;
     this.returnBounce(task);
     if (task.batch.ordered) {
       const batch = task.batch;
