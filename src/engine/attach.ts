@@ -2,15 +2,20 @@
 import { MarsError } from "../lib/errors.ts";
 import { openFileDevice } from "../block/file.ts";
 import { NbdServer } from "../nbd/server.ts";
-import type { FileLocks, Network, Storage } from "../platform/types.ts";
+import type { Clock, FileLocks, Network, Storage } from "../platform/types.ts";
+import { openTranslog } from "../translog/translog.ts";
 
 export interface AttachSpec {
   readonly resource: string;
+  /** This host (the origin named in the logfiles it writes). */
+  readonly host: string;
   readonly disk: string;
   readonly sizeBytes: number;
   readonly primary: boolean;
   /** Where the NBD unix socket goes when this host exports the device. */
   readonly socketPath: string;
+  /** The resource's directory in the home: logfiles and the writeback position. */
+  readonly logDirectory: string;
 }
 
 export interface Attached {
@@ -20,15 +25,17 @@ export interface Attached {
 }
 
 /**
- * Attaching is one call, so the data path can change behind it: today the primary serves the
- * disk itself over an NBD unix socket; the translog (log, overlay, writeback) and the kernel
- * nbd attach plug in here without touching the reconciler.
+ * Attaching is one call, so the data path can change behind it: the primary serves the disk
+ * through the translog (every write logged in the resource's directory, then written back)
+ * over an NBD unix socket; the kernel nbd attach and the secondary's replay plug in here
+ * without touching the reconciler.
  */
 export interface ResourceAttacher {
   attach(spec: AttachSpec): Promise<Attached>;
 }
 
 export interface AttacherEffects {
+  readonly clock: Clock;
   readonly storage: Storage;
   readonly locks: FileLocks;
   readonly network: Network;
@@ -55,20 +62,40 @@ export async function claimDisk(effects: AttacherEffects, disk: string, sizeByte
   return { lock, sizeBytes: status.sizeBytes };
 }
 
+/** The primary's data path: disk → translog → NBD server on a unix socket. */
+async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
+  const backing = await openFileDevice(effects.storage, spec.disk);
+  const device = await openTranslog({
+    storage: effects.storage, clock: effects.clock, directory: spec.logDirectory,
+    resource: spec.resource, host: spec.host, backing,
+  }).catch(async (error) => {
+    await backing.close();
+    throw error;
+  });
+  const server = new NbdServer({ exports: [{ name: spec.resource, device }] });
+  try {
+    await effects.storage.files.remove(spec.socketPath);
+    const listener = await effects.network.listen(
+      { kind: "unix", path: spec.socketPath }, server.accept);
+    return { server, device, listener };
+  } catch (error) {
+    await device.close();
+    throw error;
+  }
+}
+
 export function directAttacher(effects: AttacherEffects): ResourceAttacher {
   return {
     async attach(spec) {
       const { lock } = await claimDisk(effects, spec.disk, spec.sizeBytes);
       if (!spec.primary) return { exportAddress: "", detach: () => lock.release() };
       try {
-        const device = await openFileDevice(effects.storage, spec.disk);
-        const server = new NbdServer({ exports: [{ name: spec.resource, device }] });
-        await effects.storage.files.remove(spec.socketPath);
-        const listener = await effects.network.listen(
-          { kind: "unix", path: spec.socketPath }, server.accept);
+        const { server, device, listener } = await exportPrimary(effects, spec);
         return {
           exportAddress: `nbd+unix:///${spec.resource}?socket=${spec.socketPath}`,
           async detach() {
+            // Graceful: no new clients, every reply sent, the log flushed, the writeback
+            // position persisted (translog close), then the disk is released.
             listener.close();
             await server.shutdown();
             await device.close();

@@ -52,7 +52,10 @@ export class Engine {
         options.timing ?? defaultTiming);
       await node.load();
       const resources = new ResourceManager(node.map, identity.host, options.attacher,
-        (resource) => `${home.resourceDirectory(resource)}.nbd.sock`, effects.clock, logger);
+        (resource) => ({
+          socket: `${home.resourceDirectory(resource)}.nbd.sock`,
+          logDirectory: home.resourceDirectory(resource),
+        }), effects.clock, logger);
       const control = new ControlServer(node, effects.network, logger, () => resources.request());
       await effects.storage.files.remove(home.file(homeFiles.control));
       await control.start(home.file(homeFiles.control));

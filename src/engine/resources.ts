@@ -43,7 +43,7 @@ export class ResourceManager {
     private readonly map: MetadataMap,
     private readonly host: string,
     private readonly attacher: ResourceAttacher,
-    private readonly socketPathOf: (resource: string) => string,
+    private readonly pathsOf: (resource: string) => { socket: string; logDirectory: string },
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {
@@ -108,9 +108,10 @@ export class ResourceManager {
     resource: string, want: { disk: string; sizeBytes: number; primary: boolean },
   ): Promise<void> {
     try {
+      const paths = this.pathsOf(resource);
       const handle = await this.attacher.attach({
-        resource, disk: want.disk, sizeBytes: want.sizeBytes, primary: want.primary,
-        socketPath: this.socketPathOf(resource),
+        resource, host: this.host, disk: want.disk, sizeBytes: want.sizeBytes,
+        primary: want.primary, socketPath: paths.socket, logDirectory: paths.logDirectory,
       });
       this.attached.set(resource, { primary: want.primary, handle });
       this.logger.log("info", "resource-attached", {
