@@ -1,0 +1,25 @@
+/** The kernel nbd path for real: a QEMU guest with Debian's kernel runs the netlink scenario. */
+import { describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { runTool } from "../support/nbd-serve.ts";
+
+const root = resolve(import.meta.dir, "../..");
+const hasQemu = Bun.which("qemu-system-x86_64") !== null;
+
+describe("kernel nbd device in a guest", () => {
+  test.skipIf(!hasQemu)("attach, ext4, kill -9 under a writer, re-attach, nothing synced lost",
+    async () => {
+      const started = performance.now();
+      const result = await runTool([
+        "tests/support/vm/run-in-guest.sh", "-t", "240",
+        "sh", "tests/support/vm/nbd-kernel-scenario.sh",
+      ], { cwd: root, timeoutMs: 280_000 });
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      console.error(`guest run: ${seconds} s wall, exit ${result.exitCode}`);
+      if (result.exitCode !== 0) console.error(result.stdout, result.stderr);
+      expect(result.stdout).toContain("STEP restart");
+      expect(result.stdout).toContain("re-attached");
+      expect(result.stdout).toContain("SCENARIO PASSED");
+      expect(result.exitCode).toBe(0);
+    }, 300_000);
+});
