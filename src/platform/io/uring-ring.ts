@@ -18,6 +18,8 @@ import {
 /** Ring sizes a caller may ask for; the kernel rounds up to powers of two. */
 export const ringEntriesMax = 4096;
 const twoToThe32 = 2 ** 32;
+/** Reap → flush-the-overflow-list passes per reap; what is left waits for the next wake-up. */
+const overflowFlushPassesMax = 16;
 
 export interface RingOptions {
   readonly submissionEntries: number;
@@ -203,7 +205,7 @@ export class Ring {
    */
   reap(handle: (userData: number, result: number) => void): number {
     let reaped = 0;
-    for (;;) {
+    for (let pass = 0; pass < overflowFlushPassesMax; pass++) {
       reaped += this.reapPosted(handle);
       const flags = Atomics.load(this.submissionFlags, 0);
       if ((flags & submissionRingFlag.completionOverflow) === 0) break;

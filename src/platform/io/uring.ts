@@ -47,6 +47,8 @@ export const smallBounceBytes = 64 * 1024;
 export const largeBounceBytes = 1024 * 1024;
 /** A segment from an aligned buffer; the kernel itself caps one read/write just below 2 GiB. */
 export const directSegmentBytesMax = 1024 * 1024 * 1024;
+/** Operations queued but not yet in the kernel; callers apply backpressure well before this. */
+export const queuedOperationsMax = 65536;
 /** Submit → reap rounds in one drive before waiting for the eventfd. */
 const driveRoundsMax = 64;
 /** user_data of the cancel-everything request sent at close; operations use slot numbers. */
@@ -117,6 +119,8 @@ export class UringEngine implements IoEngine {
       return Promise.resolve(operations.map(() => cancelled("the engine is closed")));
     }
     if (operations.length === 0) return Promise.resolve([]);
+    const queued = this.ready.length - this.readyHead + operations.length;
+    assert(queued <= queuedOperationsMax, "queued operations stay within queuedOperationsMax");
     return new Promise<IoResult[]>((resolve) => {
       const batch = createBatch(operations, options?.ordered === true, resolve);
       if (batch.ordered) this.ready.push(batch);
