@@ -5,19 +5,9 @@ import fc from "fast-check";
 import { seededRandom } from "../../src/platform/random.ts";
 import { propertyParameters } from "../support/property.ts";
 import {
-  crash, newMachine, openHarnessTranslog, progress, runSteps, runUntil, settle, type Machine,
+  crash, newMachine, openHarnessTranslog, progress, runSteps, runUntil, settle,
+  startHarnessTranslog, type Machine,
 } from "../support/translog-harness.ts";
-import { openFileDevice } from "../../src/block/file.ts";
-import { openTranslog, type TranslogLimits } from "../../src/translog/translog.ts";
-import { diskPath, logDirectory } from "../support/translog-harness.ts";
-
-/** Starts recovery without driving it (the caller decides how far it gets). */
-async function openHarnessTranslogSteps(machine: Machine, limits: Partial<TranslogLimits>) {
-  return openTranslog({
-    storage: machine.storage, clock: machine.clock, directory: logDirectory, resource: "r1",
-    host: "hostA", backing: await openFileDevice(machine.storage, diskPath), limits,
-  });
-}
 
 const sectorBytes = 512;
 const deviceSectors = 64;
@@ -51,6 +41,7 @@ const scenarioArbitrary = fc.record({
   logfileBytesMax: fc.constantFrom(6000, 1024 * 1024),
   /** When set, the power fails again after this many I/O steps of the first recovery. */
   stepsBeforeSecondCrash: fc.option(fc.integer({ min: 0, max: 60 })),
+  codec: fc.constantFrom("none", "zstd") as fc.Arbitrary<"none" | "zstd">,
 });
 
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer T> ? T : never;
@@ -68,7 +59,7 @@ async function runScenario(scenario: Scenario) {
     overlayBytesMax: scenario.overlayBytesMax, positionPersistDelayMs: 3,
     writer: { logfileBytesMax: scenario.logfileBytesMax, batchDelayMs: 2 },
   };
-  const device = await openHarnessTranslog(machine, limits);
+  const device = await openHarnessTranslog(machine, limits, scenario.codec);
   const models: Uint8Array[] = [new Uint8Array(deviceBytes)];
   let required = 0; // prefix length every recovery must reach
   let acknowledged = 0; // the longest prefix whose last command was acknowledged
@@ -102,11 +93,11 @@ async function runScenario(scenario: Scenario) {
   const mustReach = required;
   machine = crash(machine);
   if (scenario.stepsBeforeSecondCrash !== null) {
-    const interrupted = openHarnessTranslogSteps(machine, limits);
+    const interrupted = startHarnessTranslog(machine, limits, scenario.codec);
     await runSteps(machine, interrupted, scenario.stepsBeforeSecondCrash);
     machine = crash(machine);
   }
-  const recovered = await openHarnessTranslog(machine, limits);
+  const recovered = await openHarnessTranslog(machine, limits, scenario.codec);
   const content = new Uint8Array(deviceBytes);
   await runUntil(machine, recovered.read(0, content));
   await runUntil(machine, recovered.close());

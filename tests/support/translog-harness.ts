@@ -1,5 +1,6 @@
 /** Drives a translog on the simulated disk step by step, for property tests and simulations. */
 import { openFileDevice } from "../../src/block/file.ts";
+import type { Codec } from "../../src/log/format.ts";
 import type { Random } from "../../src/platform/types.ts";
 import {
   openTranslog, type Translog, type TranslogLimits,
@@ -79,12 +80,19 @@ export async function progress(machine: Machine, steps: number, advanceMs: numbe
 
 /** Opens (and so recovers) the translog of the harness resource on `machine`. */
 export function openHarnessTranslog(
-  machine: Machine, limits: Partial<TranslogLimits> = {},
+  machine: Machine, limits: Partial<TranslogLimits> = {}, codec: Codec = "none",
 ): Promise<Translog> {
-  return runUntil(machine, (async () => openTranslog({
+  return runUntil(machine, startHarnessTranslog(machine, limits, codec));
+}
+
+/** Starts opening (recovering) without driving the simulation: the caller decides how far. */
+export async function startHarnessTranslog(
+  machine: Machine, limits: Partial<TranslogLimits> = {}, codec: Codec = "none",
+): Promise<Translog> {
+  return openTranslog({
     storage: machine.storage, clock: machine.clock, directory: logDirectory, resource: "r1",
-    host: "hostA", backing: await openFileDevice(machine.storage, diskPath), limits,
-  }))());
+    host: "hostA", backing: await openFileDevice(machine.storage, diskPath), limits, codec,
+  });
 }
 
 /** The power fails: returns the rebooted machine (new clock; the old code is frozen). */
