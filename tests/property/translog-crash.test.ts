@@ -42,6 +42,8 @@ const scenarioArbitrary = fc.record({
   /** When set, the power fails again after this many I/O steps of the first recovery. */
   stepsBeforeSecondCrash: fc.option(fc.integer({ min: 0, max: 60 })),
   codec: fc.constantFrom("none", "zstd") as fc.Arbitrary<"none" | "zstd">,
+  /** Percent of writes and fsyncs that fail with EIO before the crash (0 most of the time). */
+  faultPercent: fc.constantFrom(0, 0, 0, 3),
 });
 
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer T> ? T : never;
@@ -60,6 +62,9 @@ async function runScenario(scenario: Scenario) {
     writer: { logfileBytesMax: scenario.logfileBytesMax, batchDelayMs: 2 },
   };
   const device = await openHarnessTranslog(machine, limits, scenario.codec);
+  const faults = seededRandom(scenario.seed ^ 0x5bd1e995);
+  machine.storage.injectFault = (operation) => operation.kind !== "read" &&
+    faults.nextUint32() % 100 < scenario.faultPercent ? "EIO" : undefined;
   const models: Uint8Array[] = [new Uint8Array(deviceBytes)];
   let required = 0; // prefix length every recovery must reach
   let acknowledged = 0; // the longest prefix whose last command was acknowledged

@@ -90,6 +90,8 @@ export class SimulatedStorage implements Storage {
   private queue: Submission[] = [];
   private nextDescriptor = 3;
   private nextInode = 1;
+  /** Returns an errno to make an operation fail (fault injection); not inherited on reboot. */
+  injectFault: ((operation: IoOperation) => string | undefined) | undefined;
   /** After a crash this instance is the dead machine: its calls never complete. */
   private dead = false;
 
@@ -200,6 +202,12 @@ export class SimulatedStorage implements Storage {
   private perform(operation: IoOperation): IoResult {
     const inode = this.descriptors.get(operation.fd);
     if (!inode) return { ok: false, errno: "EBADF", message: `fd ${operation.fd} is not open` };
+    const errno = this.injectFault?.(operation);
+    if (errno !== undefined) {
+      // A failed write may still have reached the page cache in part; model the worst case
+      // where nothing of it is visible, and a failed fsync leaves the data as unsynced as it was.
+      return { ok: false, errno, message: `simulated ${errno} on ${operation.kind}` };
+    }
     switch (operation.kind) {
       case "read":
         return { ok: true, bytes: inode.current.read(operation.offset, operation.buffer) };
