@@ -11,12 +11,12 @@ export const sendQueueHighWaterBytes = 4 * 1024 * 1024;
 /** `drain` fires when the queue falls below this. */
 export const sendQueueLowWaterBytes = 1024 * 1024;
 
-interface SocketState {
+export interface SocketState {
   connection: BunConnection;
 }
 
 /** Wraps one Bun socket; Bun's write may accept only part of a buffer, the rest waits here. */
-class BunConnection implements Connection {
+export class BunConnection implements Connection {
   queuedBytes = 0;
   private readonly queue: Uint8Array[] = [];
   private ending = false;
@@ -105,7 +105,7 @@ function describe(address: Address): string {
   return address.kind === "unix" ? `unix:${address.path}` : `${address.host}:${address.port}`;
 }
 
-function socketHandlers(onOpen: (socket: Socket<SocketState>) => void) {
+export function socketHandlers(onOpen: (socket: Socket<SocketState>) => void) {
   return {
     open: onOpen,
     data: (socket: Socket<SocketState>, chunk: Uint8Array) => socket.data.connection.onData(chunk),
