@@ -99,6 +99,7 @@ export class LogWriter {
   private appendedSequenceValue: number;
   private durableSequenceValue: number;
   private unsyncedBytes = 0;
+  private durableEndValue: LogPosition;
   private lastStamp: number;
   private failure: MarsError | undefined;
   private closed = false;
@@ -112,6 +113,7 @@ export class LogWriter {
     this.durableSequenceValue = start.firstRecordSequence - 1;
     this.lastStamp = start.stampFloor;
     this.file = this.newLogfile(start.logfileSequence, start.previousDigest, start);
+    this.durableEndValue = { sequence: start.logfileSequence, offsetBytes: logfileHeaderBytes };
   }
 
   /** Creates the first logfile durably (header, fdatasync, directory fsync), then returns. */
@@ -130,6 +132,13 @@ export class LogWriter {
   /** The end of everything appended: where the next record will start. */
   get endPosition(): LogPosition {
     return { sequence: this.file.sequence, offsetBytes: this.file.sizeBytes };
+  }
+  /**
+   * The end of what is durable: bytes before it will survive a crash. Only these may be shipped
+   * to other hosts or written back (bytes after it may still vanish in a torn tail).
+   */
+  get durableEnd(): LogPosition {
+    return this.durableEndValue;
   }
   get currentLogfileSequence(): number {
     return this.file.sequence;
@@ -330,6 +339,9 @@ export class LogWriter {
     this.unsyncedBytes -= batch.bytes;
     assert(this.unsyncedBytes >= 0, "unsynced bytes never negative");
     this.durableSequenceValue = batch.lastSequence;
+    this.durableEndValue = {
+      sequence: batch.file.sequence, offsetBytes: batch.startOffset + batch.bytes,
+    };
     this.releaseWaiters();
     this.onDurable(batch.lastSequence);
   }

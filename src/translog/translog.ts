@@ -50,6 +50,8 @@ export interface Translog extends BlockDevice {
   readonly writebackPosition: LogPosition;
   /** The end of the log: where the next record goes. */
   readonly logEnd: LogPosition;
+  /** The end of what is durable in the log: the most a peer may fetch. */
+  readonly durableEnd: LogPosition;
   /** Persists the writeback position now (after flushing the backing disk). */
   persistPosition(): Promise<void>;
 }
@@ -130,6 +132,9 @@ class TranslogDevice implements Translog {
   }
   get logEnd(): LogPosition {
     return this.writer.endPosition;
+  }
+  get durableEnd(): LogPosition {
+    return this.writer.durableEnd;
   }
 
   async read(offset: number, target: Uint8Array): Promise<void> {

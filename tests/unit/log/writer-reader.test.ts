@@ -30,6 +30,23 @@ async function writeLog(directory: string, records: number, logfileBytesMax = 1 
 }
 
 describe("log writer and reader", () => {
+  test("durableEnd trails the appended end until the batch is synced", async () => {
+    const directory = temporaryDirectory("mars-log-");
+    const writer = await LogWriter.start({
+      storage, clock: systemClock, directory, resource: "r1", origin: "hostA",
+      limits: { batchDelayMs: 60_000 },
+    }, { logfileSequence: 4, firstRecordSequence: 9, previousDigest: chainStartDigest,
+      stampFloor: 0 });
+    const appended = writer.append({ kind: "trim", deviceOffset: 0, lengthBytes: 512 });
+    expect(appended.sequence).toBe(9);
+    expect(writer.durableEnd).toEqual({ sequence: 4, offsetBytes: 256 });
+    await writer.waitDurable(appended.sequence);
+    expect(writer.durableEnd).toEqual(appended.end);
+    expect(writer.durableEnd).toEqual(writer.endPosition);
+    await writer.close();
+    rmSync(directory, { recursive: true });
+  });
+
   test("records round-trip in order across rotated logfiles and the chain verifies", async () => {
     const directory = temporaryDirectory("mars-log-");
     await writeLog(directory, 100, 20_000);
