@@ -139,3 +139,38 @@ describe("mars serve over a file and TCP", () => {
     }
   }, 60_000);
 });
+
+describe("mars serve through the translog (--log-dir)", () => {
+  test("fio verifies through the log; flushed writes survive kill -9", async () => {
+    const first = await startServer(["--size", "64M", "--log-dir", "LOG"],
+      { diskInDirectory: true, logInDirectory: true });
+    const disk = join(first.directory, "disk.img");
+    const log = join(first.directory, "log");
+    try {
+      expect(first.output()).toContain(`writes logged in ${log}`);
+      const fio = await runTool([
+        "fio", "--name=verify", "--ioengine=nbd", `--uri=${first.uri}`, "--rw=randwrite",
+        "--bs=4k", "--size=16M", "--iodepth=32", "--verify=crc32c", "--do_verify=1",
+        "--verify_fatal=1",
+      ], { timeoutMs: 60_000 });
+      expect(fio.exitCode).toBe(0);
+      const written = await runTool(["qemu-io", "-f", "raw", "-c", "write -P 0x6d 32M 1M",
+        "-c", "flush", first.uri]);
+      expect(written.exitCode).toBe(0);
+      first.process.kill("SIGKILL");
+      await first.process.exited;
+      const second = await startServer(["--log-dir", log], { disk });
+      try {
+        const read = await runTool(["qemu-io", "-f", "raw", "-c", "read -P 0x6d 32M 1M",
+          second.uri]);
+        expect(read.stdout).not.toContain("verification failed");
+        expect(read.exitCode).toBe(0);
+        expect(await second.stop()).toBe(0);
+      } finally {
+        second.cleanup();
+      }
+    } finally {
+      first.cleanup();
+    }
+  }, 90_000);
+});

@@ -24,12 +24,17 @@ export const systemPathFirst = `/usr/bin:/usr/sbin:/sbin:${process.env.PATH ?? "
 
 export async function startServer(
   extraArgs: readonly string[],
-  options: { disk?: string; diskInDirectory?: boolean; readyMs?: number } = {},
+  options: {
+    disk?: string; diskInDirectory?: boolean; logInDirectory?: boolean; readyMs?: number;
+  } = {},
 ): Promise<RunningServer> {
   if (!existsSync(binaryPath)) throw new Error(`${binaryPath} is missing: run 'bun run build'`);
   const directory = temporaryDirectory("mars-nbd-");
   const socketPath = join(directory, "nbd.sock");
-  const args = [binaryPath, "serve", "--unix", socketPath, ...extraArgs];
+  // "LOG" stands for a log directory inside the test's temporary directory.
+  const logPath = join(directory, "log");
+  const given = extraArgs.map((arg) => (options.logInDirectory && arg === "LOG" ? logPath : arg));
+  const args = [binaryPath, "serve", "--unix", socketPath, ...given];
   const disk = options.diskInDirectory ? join(directory, "disk.img") : options.disk;
   if (disk !== undefined) args.push("--disk", disk);
   const child = Bun.spawn(args, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });

@@ -8,7 +8,10 @@ import { NbdServer } from "../../nbd/server.ts";
 import { systemFiles } from "../../platform/files.ts";
 import { openIoEngine } from "../../platform/io/index.ts";
 import { bunNetwork } from "../../platform/network.ts";
-import type { Address, Listener } from "../../platform/types.ts";
+import { systemClock } from "../../platform/clock.ts";
+import { hostname } from "../../platform/host-name.ts";
+import type { Address, IoEngine, Listener } from "../../platform/types.ts";
+import { openTranslog } from "../../translog/translog.ts";
 import { clearStaleUnixSocket, removeUnixSocket } from "../../platform/unix-socket.ts";
 import { globalOptions } from "../global-args.ts";
 import { attachToKernel, type KernelExport } from "./serve-kernel.ts";
@@ -59,9 +62,9 @@ export default defineCommand({
       throw new MarsError("usage", "give at least one of --unix SOCK, --tcp HOST:PORT, " +
         "--nbd-device N|auto");
     }
-    if (stringArg(args["log-dir"])) {
-      throw new MarsError("usage",
-        "--log-dir needs the translog, which this build does not have yet");
+    const logDirectory = stringArg(args["log-dir"]);
+    if (logDirectory && !stringArg(args.disk)) {
+      throw new MarsError("usage", "--log-dir logs writes for a --disk; give both");
     }
     const kernelIndex = parseDeviceIndex(nbdDevice);
     const tcpAddress = tcp ? parseTcpAddress(tcp) : undefined;
@@ -70,7 +73,8 @@ export default defineCommand({
     const ioChoice = openIoEngine(options.ioEngine);
     const io = ioChoice.engine;
     if (options.verbose) warn(`io engine ${io.name}: ${ioChoice.reason}`);
-    const device = await openDevice(io, stringArg(args.disk), stringArg(args.size));
+    let device = await openDevice(io, stringArg(args.disk), stringArg(args.size));
+    if (logDirectory) device = await throughTranslog(io, device, logDirectory, name);
     const server = new NbdServer({
       exports: [{ name, description: describeDisk(args.disk), device }],
       log: options.verbose ? warn : undefined,
@@ -101,7 +105,8 @@ export default defineCommand({
           warn(`${error.message}; serving the sockets only`);
         }
       }
-      say(`ready: ${device.sizeBytes} bytes from ${describeDisk(args.disk)}`);
+      const logged = logDirectory ? `, writes logged in ${logDirectory}` : "";
+      say(`ready: ${device.sizeBytes} bytes from ${describeDisk(args.disk)}${logged}`);
       const signal = await stopped;
       say(`stopping (${signal})`);
     } finally {
@@ -124,8 +129,23 @@ function describeDisk(disk: unknown): string {
   return typeof disk === "string" && disk !== "" ? disk : "memory";
 }
 
+/** Standalone mode with a log: every write is logged in `directory` before the disk sees it. */
+async function throughTranslog(
+  io: IoEngine, backing: BlockDevice, directory: string, name: string,
+): Promise<BlockDevice> {
+  try {
+    return await openTranslog({
+      storage: { files: systemFiles, io }, clock: systemClock, directory, resource: name,
+      host: hostname(), backing,
+    });
+  } catch (error) {
+    await backing.close();
+    throw error;
+  }
+}
+
 async function openDevice(
-  io: ReturnType<typeof openIoEngine>["engine"], disk: string | undefined, size: string | undefined,
+  io: IoEngine, disk: string | undefined, size: string | undefined,
 ): Promise<BlockDevice> {
   const sizeBytes = size === undefined ? undefined : parseSize(size);
   if (disk === undefined) {
