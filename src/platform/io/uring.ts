@@ -106,7 +106,13 @@ export class UringEngine implements IoEngine {
       closeDescriptor(eventFd);
       return registered;
     }
-    return new UringEngine(ring, eventFd, options);
+    try {
+      return new UringEngine(ring, eventFd, options);
+    } catch (error) {
+      ring.close(); // the bounce pools could not be mapped
+      closeDescriptor(eventFd);
+      throw error;
+    }
   }
 
   allocateBuffer(sizeBytes: number): Uint8Array {
