@@ -29,6 +29,8 @@ export interface Identity {
   /** Names this home's metadata map; peers restart their count when it changes. */
   readonly incarnation: string;
   readonly createdMs: number;
+  /** Mutual TLS for peer connections (PEM files), when the cluster uses it. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
 }
 
 /** The replicated map as this host holds it, with its progress through every peer's map. */

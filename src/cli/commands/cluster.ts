@@ -15,6 +15,7 @@ import { realEffects } from "../effects.ts";
 import { globalOptions } from "../global-args.ts";
 import { readSecretSource } from "../secret-source.ts";
 import { joinThroughPeer } from "../join.ts";
+import { peerNetwork, tlsArgs, tlsFilesOf } from "../tls-args.ts";
 
 export const defaultPort = 7777;
 
@@ -62,9 +63,10 @@ function hex(bytes: Uint8Array): string {
 
 export const createCluster = defineCommand({
   meta: { name: "create-cluster", description: "Create a new cluster with this host in it" },
-  args: { host: hostArg, listen: listenArg },
+  args: { host: hostArg, listen: listenArg, ...tlsArgs },
   async run({ args }) {
     const options = globalOptions(args, process.env);
+    const tls = tlsFilesOf(args);
     const host = chooseHost(args.host);
     const { listen, advertised } = chooseListen(args.listen);
     const effects = realEffects();
@@ -77,6 +79,7 @@ export const createCluster = defineCommand({
     const identity: Identity = {
       format: homeFormat, cluster, host, listen,
       incarnation: hex(makeNonce(effects.random)).slice(0, 16), createdMs,
+      ...(tls ? { tls } : {}),
     };
     const map = new MetadataMap(host, new LamportClock(() => effects.clock.nowMs()));
     map.set(keys.member(host), { address: advertised });
@@ -104,15 +107,16 @@ export const joinCluster = defineCommand({
       description: "Any member's address" },
     "secret-file": { type: "string", valueHint: "FILE",
       description: "The cluster secret file (or env MARS_CLUSTER_SECRET)" },
-    host: hostArg, listen: listenArg,
+    host: hostArg, listen: listenArg, ...tlsArgs,
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
+    const tls = tlsFilesOf(args);
     const host = chooseHost(args.host);
     const { listen, advertised } = chooseListen(args.listen);
     const { cluster, secret } = parseSecret(await readSecretSource(args["secret-file"]));
     const peerText = /:\d+$/.test(args.peer) ? args.peer : `${args.peer}:${defaultPort}`;
-    const effects = realEffects();
+    const effects = { ...realEffects(), network: peerNetwork(tls) };
     const home = new Home(options.home, effects.storage, effects.locks);
     if (await home.isInitialised()) {
       throw new MarsError("refused", `${options.home} already belongs to a cluster`);
@@ -126,6 +130,7 @@ export const joinCluster = defineCommand({
     await home.writeIdentity({
       format: homeFormat, cluster, host, listen, createdMs: effects.clock.nowMs(),
       incarnation: hex(makeNonce(effects.random)).slice(0, 16),
+      ...(tls ? { tls } : {}),
     });
     if (options.json) {
       console.log(JSON.stringify({ cluster, host, listen, advertised, via: joined.peer }));

@@ -6,7 +6,8 @@ import { defaultTiming } from "../../engine/cluster-node.ts";
 import { Engine } from "../../engine/engine.ts";
 import { lineLogger, type LogFormat } from "../../engine/logger.ts";
 import { notifySystemd, restrictToOwner } from "../../platform/sd-notify.ts";
-import { homeFiles } from "../../store/home.ts";
+import { Home, homeFiles } from "../../store/home.ts";
+import { peerNetwork, tlsArgs, tlsFilesOf } from "../tls-args.ts";
 import { realEffects } from "../effects.ts";
 import { globalOptions } from "../global-args.ts";
 
@@ -14,6 +15,7 @@ export default defineCommand({
   meta: { name: "run", description: "Run the engine in the foreground (systemd Type=notify)" },
   args: {
     "log-format": { type: "string", valueHint: "text|json", description: "Log line format" },
+    ...tlsArgs,
     "tombstone-retention": {
       type: "string", valueHint: "SECONDS",
       description: `Keep deletions at least this long before purging (default ${
@@ -26,14 +28,22 @@ export default defineCommand({
     if (format !== "text" && format !== "json") {
       throw new MarsError("usage", `--log-format is text or json, not '${format}'`);
     }
-    const effects = realEffects();
+    const identity = await new Home(options.home, realEffects().storage, realEffects().locks)
+      .readIdentity();
+    const tls = tlsFilesOf(args) ?? identity.tls;
     const logger = lineLogger(format, () => Date.now(),
       (text) => process.stderr.write(`${text}\n`), options.verbose);
+    const effects = {
+      ...realEffects(),
+      network: peerNetwork(tls, (remote, reason) =>
+        logger.log("warn", "peer-refused", { remote, reason })),
+    };
     const retentionText = args["tombstone-retention"] ?? defaultTiming.tombstoneRetentionMs / 1000;
     const retention = Number(retentionText);
     if (!Number.isFinite(retention) || retention < 0) {
       throw new MarsError("usage", "--tombstone-retention takes a number of seconds");
     }
+    if (tls) logger.log("info", "peer-tls", { cert: tls.certFile, ca: tls.caFile });
     const engine = await Engine.start({
       homePath: options.home, effects, logger, attacher: directAttacher(effects),
       timing: { ...defaultTiming, tombstoneRetentionMs: Math.round(retention * 1000) },
