@@ -1,5 +1,6 @@
 // `bun run bench io`: the uring engine against fio --ioengine=io_uring, same file, alternating.
 // Usage: bun run bench io [--file PATH] [--seconds N] [--rounds N] [--engine uring|portable]
+//                         [--only randwrite|randread|write]
 import { closeSync, constants, existsSync, openSync, statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createPortableEngine } from "../../src/platform/io/portable.ts";
@@ -12,6 +13,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "3" },
     rounds: { type: "string", default: "3" },
     engine: { type: "string", default: "uring" },
+    only: { type: "string" },
   },
 });
 const path = values.file;
@@ -35,6 +37,10 @@ const workloads: Workload[] = [
     blockBytes: 1 << 20, depth: 8,
   },
 ];
+
+/** fio's name for the workload, also what --only takes. */
+const mode = (workload: Workload) =>
+  `${workload.random ? "rand" : ""}${workload.write ? "write" : "read"}`;
 
 interface Measurement {
   readonly iops: number;
@@ -87,8 +93,8 @@ async function runMars(workload: Workload): Promise<Measurement> {
 }
 
 function runFio(workload: Workload): Measurement {
-  const mode = `${workload.random ? "rand" : ""}${workload.write ? "write" : "read"}`;
-  const result = Bun.spawnSync(["fio", "--name=peer", `--filename=${path}`, `--rw=${mode}`,
+  const result = Bun.spawnSync(["fio", "--name=peer", `--filename=${path}`,
+    `--rw=${mode(workload)}`,
     `--bs=${workload.blockBytes}`, `--iodepth=${workload.depth}`, "--ioengine=io_uring",
     "--direct=1", "--size=1G", `--runtime=${seconds}`, "--time_based",
     "--output-format=json"], { stdout: "pipe", stderr: "inherit" });
@@ -116,7 +122,7 @@ prepareFile();
 console.log(`io bench: ${path}, ${seconds} s per run, ${rounds} alternating rounds, ` +
   `mars engine ${values.engine} vs fio io_uring, O_DIRECT`);
 const rows: string[] = [];
-for (const workload of workloads) {
+for (const workload of workloads.filter((each) => !values.only || mode(each) === values.only)) {
   const mars: Measurement[] = [];
   const fio: Measurement[] = [];
   for (let round = 0; round < rounds; round++) {
