@@ -34,6 +34,8 @@ export function overlaps(entry: OverlayEntry, offset: number, lengthBytes: numbe
  */
 export class Overlay {
   private readonly entries = new Map<number, OverlayEntry>();
+  /** Per start offset, the newest entry starting there (for coalescing rewrites). */
+  private readonly newestByOffset = new Map<number, OverlayEntry>();
   private chargedBytes = 0;
   private reservedBytes = 0;
   private newestSequence = 0;
@@ -96,6 +98,7 @@ export class Overlay {
     this.reservedBytes -= entry.chargeBytes;
     this.chargedBytes += entry.chargeBytes;
     this.entries.set(entry.sequence, entry);
+    this.newestByOffset.set(entry.offset, entry);
     assert(this.chargedBytes + this.reservedBytes <= this.bytesMax, "overlay within its limit");
   }
 
@@ -110,9 +113,16 @@ export class Overlay {
     assert(entry.state === "written", "only written-back entries leave the overlay");
     assert(this.entries.get(entry.sequence) === entry, "the entry is in the overlay");
     this.entries.delete(entry.sequence);
+    if (this.newestByOffset.get(entry.offset) === entry) this.newestByOffset.delete(entry.offset);
     this.chargedBytes -= entry.chargeBytes;
     assert(this.chargedBytes >= 0, "overlay bytes never negative");
     this.admitWaiters();
+  }
+
+  /** The newest entry that rewrites exactly the range of `entry` (possibly `entry` itself). */
+  newestSameRange(entry: OverlayEntry): OverlayEntry | undefined {
+    const newest = this.newestByOffset.get(entry.offset);
+    return newest?.lengthBytes === entry.lengthBytes ? newest : undefined;
   }
 
   /** Entries overlapping a range, oldest first: a read applies them in this order. */

@@ -44,7 +44,6 @@ export class Writeback {
   kick(): void {
     if (this.failure) return;
     const durable = this.durableSequence();
-    const newest = this.newestDurableByRange(durable);
     const blocked: OverlayEntry[] = [];
     let scanned = 0;
     let superseded = false;
@@ -56,7 +55,8 @@ export class Writeback {
         continue;
       }
       if (entry.sequence > durable) break; // durability is a prefix of the log
-      if (newest.get(rangeKey(entry)) !== entry) {
+      const newest = this.overlay.newestSameRange(entry);
+      if (newest !== undefined && newest !== entry && newest.sequence <= durable) {
         // Coalescing: a newer durable record rewrites exactly this range, so this one never
         // needs to reach the disk; replay from any later position restores the newer one.
         entry.state = "written";
@@ -69,17 +69,6 @@ export class Writeback {
       if (!waits) this.issue(entry);
     }
     if (superseded) this.advance();
-  }
-
-  /** For each exact range, the newest entry whose record is durable. */
-  private newestDurableByRange(durable: number): Map<string, OverlayEntry> {
-    const newest = new Map<string, OverlayEntry>();
-    let scanned = 0;
-    for (const entry of this.overlay.inOrder()) {
-      if (entry.sequence > durable || scanned++ >= writebackScanEntriesMax) break;
-      newest.set(rangeKey(entry), entry);
-    }
-    return newest;
   }
 
   /** Resolves once the overlay is empty (everything written back) or writeback failed. */
@@ -141,8 +130,4 @@ export class Writeback {
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
-}
-
-function rangeKey(entry: OverlayEntry): string {
-  return `${entry.offset}+${entry.lengthBytes}`;
 }
