@@ -120,6 +120,26 @@ describe("a three-host cluster", () => {
     expect((await viewJson(alpha)).resources).toEqual(before);
   }, 30_000);
 
+  test("members leave a resource before it can be deleted; a host leaves the cluster",
+    async () => {
+      const refused = await alpha.mars("delete-resource", "r1");
+      expect(refused.exitCode).toBe(4);
+      expect(refused.stderr).toContain("still has members beta,gamma");
+      expect((await gamma.mars("leave-resource", "r1")).exitCode).toBe(0);
+      const notMember = await gamma.mars("up", "r1");
+      expect(notMember.exitCode).toBe(4);
+      const primaryLeaves = await alpha.mars("leave-resource", "r1");
+      expect(primaryLeaves.exitCode).toBe(4);
+      await eventually(async () =>
+        (await viewJson(alpha)).resources[0].members.length === 2, 1_000);
+      expect((await gamma.mars("leave-cluster")).exitCode).toBe(0);
+      await eventually(async () => !(await rawKeys(alpha)).has("member/gamma") ||
+        (await rawKeys(alpha)).get("member/gamma")?.deleted === true, 1_000);
+      await gamma.stop();
+      const alive = await alpha.mars("wait-cluster", "--timeout", "10");
+      expect(alive.stdout).toContain("all 1 peers alive");
+    }, 30_000);
+
   test("a wrong secret and a raw connection get nothing, and the engine lives on", async () => {
     const wrong = join(root, "wrong-secret");
     const secretLine = (await Bun.file(join(alpha.home, "cluster-secret")).text()).trim();

@@ -1,5 +1,6 @@
 /** Desired switches per resource and host: up/down, attach/detach, pause-/resume-*. */
 import { defineCommand } from "citty";
+import { MarsError } from "../../lib/errors.ts";
 import { keys, type SwitchName } from "../../cluster/keys.ts";
 import type { KeyWrite } from "../../engine/control.ts";
 import { engineDownNote, withAdmin } from "../admin.ts";
@@ -19,7 +20,12 @@ function switchCommand(name: string, description: string, switches: readonly Swi
       await withAdmin(options, async (admin) => {
         const writes: KeyWrite[] = [];
         for (const resource of admin.resources(args.resource)) {
-          const hosts = args.global ? admin.membersOf(resource) : [admin.host];
+          const members = admin.membersOf(resource);
+          if (!args.global && !members.includes(admin.host)) {
+            throw new MarsError("refused", `${admin.host} is not a member of ${resource}` +
+              " (join-resource first, or --global for every member)");
+          }
+          const hosts = args.global ? members : [admin.host];
           for (const host of hosts) {
             for (const item of switches) {
               writes.push({ key: keys.todo(resource, host, item), value: on });
