@@ -6,6 +6,10 @@ import type { LogPosition } from "../log/position.ts";
 export const overlayEntryOverheadBytes = 128;
 /** Requests waiting for room in the overlay. */
 export const admissionWaitersMax = 65536;
+/** The read index files entries in buckets of this many bytes of the device. */
+export const indexBucketBytes = 64 * 1024;
+/** Entries spanning more buckets than this sit in one list every lookup scans instead. */
+export const indexBucketsPerEntryMax = 128;
 
 export type EntryState = "logged" | "writing" | "written";
 
@@ -36,6 +40,8 @@ export class Overlay {
   private readonly entries = new Map<number, OverlayEntry>();
   /** Per start offset, the newest entry starting there (for coalescing rewrites). */
   private readonly newestByOffset = new Map<number, OverlayEntry>();
+  private readonly buckets = new Map<number, Set<OverlayEntry>>();
+  private readonly wide = new Set<OverlayEntry>();
   private chargedBytes = 0;
   private reservedBytes = 0;
   private newestSequence = 0;
@@ -99,6 +105,7 @@ export class Overlay {
     this.chargedBytes += entry.chargeBytes;
     this.entries.set(entry.sequence, entry);
     this.newestByOffset.set(entry.offset, entry);
+    this.indexEntry(entry, true);
     assert(this.chargedBytes + this.reservedBytes <= this.bytesMax, "overlay within its limit");
   }
 
@@ -114,6 +121,7 @@ export class Overlay {
     assert(this.entries.get(entry.sequence) === entry, "the entry is in the overlay");
     this.entries.delete(entry.sequence);
     if (this.newestByOffset.get(entry.offset) === entry) this.newestByOffset.delete(entry.offset);
+    this.indexEntry(entry, false);
     this.chargedBytes -= entry.chargeBytes;
     assert(this.chargedBytes >= 0, "overlay bytes never negative");
     this.admitWaiters();
@@ -127,11 +135,34 @@ export class Overlay {
 
   /** Entries overlapping a range, oldest first: a read applies them in this order. */
   covering(offset: number, lengthBytes: number): OverlayEntry[] {
-    const found: OverlayEntry[] = [];
-    for (const entry of this.entries.values()) {
-      if (overlaps(entry, offset, lengthBytes)) found.push(entry);
+    const found = new Set<OverlayEntry>();
+    for (const entry of this.wide) if (overlaps(entry, offset, lengthBytes)) found.add(entry);
+    const [first, last] = bucketsOf(offset, lengthBytes);
+    for (let bucket = first; bucket <= last; bucket++) {
+      for (const entry of this.buckets.get(bucket) ?? []) {
+        if (overlaps(entry, offset, lengthBytes)) found.add(entry);
+      }
     }
-    return found;
+    return [...found].sort((left, right) => left.sequence - right.sequence);
+  }
+
+  private indexEntry(entry: OverlayEntry, add: boolean): void {
+    const [first, last] = bucketsOf(entry.offset, entry.lengthBytes);
+    if (last - first + 1 > indexBucketsPerEntryMax) {
+      if (add) this.wide.add(entry);
+      else this.wide.delete(entry);
+      return;
+    }
+    for (let bucket = first; bucket <= last; bucket++) {
+      let members = this.buckets.get(bucket);
+      if (add) {
+        if (!members) this.buckets.set(bucket, (members = new Set()));
+        members.add(entry);
+      } else {
+        members?.delete(entry);
+        if (members?.size === 0) this.buckets.delete(bucket);
+      }
+    }
   }
 
   private fits(bytes: number): boolean {
@@ -145,6 +176,13 @@ export class Overlay {
       waiter.admit();
     }
   }
+}
+
+/** First and last index bucket a range touches (an empty range touches its start's bucket). */
+function bucketsOf(offset: number, lengthBytes: number): [number, number] {
+  const first = Math.floor(offset / indexBucketBytes);
+  const last = Math.floor((offset + Math.max(lengthBytes, 1) - 1) / indexBucketBytes);
+  return [first, last];
 }
 
 /** Lays the overlay entries (oldest first) over bytes read from the disk at `offset`. */
