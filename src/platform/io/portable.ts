@@ -1,17 +1,20 @@
 /** The portable IoEngine: node:fs positional I/O on the runtime's thread pool, for any kernel. */
 // Same contract as the uring engine (docs/io-engine.md): one result per operation, ordered
 // batches stop at the first failure, close() completes what runs and cancels what waits.
-// Buffers go to the kernel as they are; for O_DIRECT pass aligned ones (allocateBuffer).
+// Like the uring engine it never hands GC memory to the kernel: other buffers move through
+// aligned bounce slots, so O_DIRECT behaves the same on both.
 import * as fs from "node:fs";
 import { promisify } from "node:util";
 import { assert } from "../../lib/assert.ts";
 import type { IoEngine, IoOperation, IoResult, SubmitOptions } from "../types.ts";
 import { errnoOf } from "../errno.ts";
-import { allocateAlignedBuffer } from "./aligned.ts";
+import { AlignedBufferPool, allocateAlignedBuffer, isAlignedBuffer } from "./aligned.ts";
 import { cancelled, checkBatch } from "./outcome.ts";
 
 /** Operations running at once; more wait in submission order. */
 export const portableInFlightMax = 64;
+/** A GC-memory transfer moves through one aligned slot of this size at a time. */
+export const portableBounceBytes = 1024 * 1024;
 
 const readAsync = promisify(fs.read);
 const writeAsync = promisify(fs.write);
@@ -23,6 +26,10 @@ export function createPortableEngine(): IoEngine {
   let closing = false;
   const waiting: Array<() => void> = [];
   const idle: Array<() => void> = [];
+  let bouncePool: AlignedBufferPool | undefined;
+  /** One slot per operation in flight, so a slot is always free; mapped on first use. */
+  const bounceSlots = () =>
+    (bouncePool ??= new AlignedBufferPool(portableBounceBytes, portableInFlightMax));
 
   /** Runs `operation` once a slot is free; cancelled instead when the engine closed meanwhile. */
   async function slot(operation: IoOperation): Promise<IoResult> {
@@ -33,7 +40,7 @@ export function createPortableEngine(): IoEngine {
     inFlight++;
     assert(inFlight <= portableInFlightMax, "in-flight operations stay within the limit");
     try {
-      return await perform(operation);
+      return await perform(operation, bounceSlots);
     } finally {
       inFlight--;
       waiting.shift()?.();
@@ -54,6 +61,8 @@ export function createPortableEngine(): IoEngine {
       closing = true;
       for (const go of waiting.splice(0)) go();
       while (inFlight > 0) await new Promise<void>((go) => idle.push(go));
+      bouncePool?.close();
+      bouncePool = undefined;
     },
   };
 }
@@ -71,13 +80,14 @@ async function runOrdered(
   return results;
 }
 
-async function perform(operation: IoOperation): Promise<IoResult> {
+async function perform(
+  operation: IoOperation, bounceSlots: () => AlignedBufferPool,
+): Promise<IoResult> {
   try {
     switch (operation.kind) {
       case "read":
-        return { ok: true, bytes: await readFully(operation) };
       case "write":
-        return { ok: true, bytes: await writeFully(operation) };
+        return { ok: true, bytes: await transfer(operation, bounceSlots) };
       case "fsync":
         await (operation.dataOnly ? fdatasyncAsync(operation.fd) : fsyncAsync(operation.fd));
         return { ok: true, bytes: 0 };
@@ -90,27 +100,59 @@ async function perform(operation: IoOperation): Promise<IoResult> {
 
 type PositionalOperation = Extract<IoOperation, { kind: "read" | "write" }>;
 
-/** Reads until the buffer is full or end of file. */
-async function readFully({ fd, buffer, offset }: PositionalOperation): Promise<number> {
+/** The whole transfer; a GC-memory buffer goes slot by slot through an aligned bounce slot. */
+async function transfer(
+  operation: PositionalOperation, bounceSlots: () => AlignedBufferPool,
+): Promise<number> {
+  const { fd, buffer, offset } = operation;
+  const reading = operation.kind === "read";
+  if (isAlignedBuffer(buffer)) {
+    return reading ? readInto(fd, buffer, offset) : writeFrom(fd, buffer, offset);
+  }
+  const pool = bounceSlots();
+  const slot = pool.acquire();
+  assert(slot !== undefined, "there is a bounce slot for every operation in flight");
+  try {
+    let done = 0;
+    while (done < buffer.length) {
+      const window = slot.subarray(0, Math.min(slot.length, buffer.length - done));
+      if (!reading) {
+        window.set(buffer.subarray(done, done + window.length));
+        done += await writeFrom(fd, window, offset + done);
+        continue;
+      }
+      const count = await readInto(fd, window, offset + done);
+      buffer.set(window.subarray(0, count), done);
+      done += count;
+      if (count < window.length) break; // end of file
+    }
+    return done;
+  } finally {
+    pool.release(slot);
+  }
+}
+
+/** Reads until `target` is full or end of file. */
+async function readInto(fd: number, target: Uint8Array, offset: number): Promise<number> {
   let done = 0;
-  while (done < buffer.length) {
-    const remaining = buffer.length - done;
-    const { bytesRead: count } = await readAsync(fd, buffer, done, remaining, offset + done);
+  while (done < target.length) {
+    const remaining = target.length - done;
+    const { bytesRead: count } = await readAsync(fd, target, done, remaining, offset + done);
     if (count === 0) break;
     done += count;
   }
-  assert(done <= buffer.length, "a read never returns more than asked");
+  assert(done <= target.length, "a read never returns more than asked");
   return done;
 }
 
-/** Writes the whole buffer, resuming after short writes. */
-async function writeFully({ fd, buffer, offset }: PositionalOperation): Promise<number> {
+/** Writes all of `source`, resuming after short writes. */
+async function writeFrom(fd: number, source: Uint8Array, offset: number): Promise<number> {
   let done = 0;
-  while (done < buffer.length) {
+  while (done < source.length) {
     const { bytesWritten: count } = await writeAsync(
-      fd, buffer, done, buffer.length - done, offset + done,
+      fd, source, done, source.length - done, offset + done,
     );
-    assert(count > 0, "a write makes progress or fails");
+    if (count === 0) throw Object.assign(new Error("write made no progress"), { code: "EIO" });
     done += count;
   }
   return done;
