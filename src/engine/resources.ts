@@ -17,6 +17,9 @@ export interface ActualState {
   readonly error: string;
 }
 
+/** Resources attached at once (start-up with thousands of resources overlaps their I/O). */
+export const attachParallelMax = 16;
+
 export interface Membership {
   readonly disk: string;
 }
@@ -99,8 +102,10 @@ export class ResourceManager {
       await this.detach(resource);
     }
     if (this.stopped) return;
-    for (const [resource, want] of wanted) {
-      if (!this.attached.has(resource)) await this.attach(resource, want);
+    const pending = [...wanted].filter(([resource]) => !this.attached.has(resource));
+    for (let start = 0; start < pending.length; start += attachParallelMax) {
+      const group = pending.slice(start, start + attachParallelMax);
+      await Promise.all(group.map(([resource, want]) => this.attach(resource, want)));
     }
   }
 
@@ -149,6 +154,10 @@ export class ResourceManager {
   async stop(): Promise<void> {
     await this.settled();
     this.stopped = true;
-    for (const resource of [...this.attached.keys()]) await this.detach(resource);
+    const resources = [...this.attached.keys()];
+    for (let start = 0; start < resources.length; start += attachParallelMax) {
+      const group = resources.slice(start, start + attachParallelMax);
+      await Promise.all(group.map((resource) => this.detach(resource)));
+    }
   }
 }
