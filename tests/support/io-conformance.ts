@@ -276,6 +276,25 @@ export function runIoEngineSuite(
         }
       });
 
+    test("zero-length reads and writes succeed with 0 bytes, ordered or not", async () => {
+      const engine = open();
+      const fd = openSync(join(directory, "empty.img"), "w+");
+      try {
+        const empty = [new Uint8Array(0), allocateAlignedBuffer(4096).subarray(0, 0)];
+        const operations: IoOperation[] = empty.flatMap((buffer) => [
+          { kind: "write", fd, offset: 0, buffer },
+          { kind: "read", fd, offset: 0, buffer },
+        ]);
+        for (const ordered of [false, true]) {
+          const results = await engine.submit(operations, { ordered });
+          expect(results).toEqual(operations.map(() => ({ ok: true, bytes: 0 })));
+        }
+      } finally {
+        await engine.close();
+        closeSync(fd);
+      }
+    });
+
     test("a full file system is ENOSPC, and the sync after it is cancelled", async () => {
       const mountPoint = mkdtempSync(join(tmpdir(), "mars-io-full-"));
       const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint]);

@@ -106,7 +106,7 @@ export function settle(task: Task, closing: boolean): "done" | "again" | "failed
     return "done";
   }
   assert(outcome <= task.segmentBytes, "the kernel never transfers more than asked");
-  if (operation.kind === "write" && outcome === 0) {
+  if (operation.kind === "write" && outcome === 0 && task.segmentBytes > 0) {
     finish(task.batch, task.index, failed(5, operation));
     return "failed";
   }
