@@ -29,7 +29,7 @@ export function failed(errno: number, operation: IoOperation): IoResult {
 export function checkBatch(operations: readonly IoOperation[]): void {
   assert(operations.length <= ioBatchOperationsMax, "a batch stays within ioBatchOperationsMax");
   for (const operation of operations) {
-    assert(Number.isInteger(operation.fd), "an operation names an integer fd");
+    assert(Number.isInteger(operation.fd) && operation.fd >= 0, "an operation names an fd");
     if (operation.kind === "fsync") continue;
     assertCount(operation.offset, "operation offset");
     assert(operation.buffer instanceof Uint8Array, "an operation's buffer is a Uint8Array");
