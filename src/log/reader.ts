@@ -40,6 +40,8 @@ export interface ScanResult {
   readonly contentDigest: Uint8Array;
   /** Present when bytes after `endOffset` are an interrupted last batch. */
   readonly tornTail?: TornTail;
+  /** Zero bytes after `endOffset` that the writer preallocated (not records, not damage). */
+  readonly preallocatedBytes: number;
 }
 
 export interface ScanOptions {
@@ -97,6 +99,7 @@ async function scanOpen(
   while (state.offset < fileSizeBytes) {
     const outcome = await readRecord(window, header, state);
     if (typeof outcome === "string") {
+      if (await zeroesToEnd(window, state.offset)) break;
       tornTail = await judgeBadRecord(window, state.offset, outcome);
       break;
     }
@@ -113,6 +116,7 @@ async function scanOpen(
     path, header, fileSizeBytes, endOffset: state.offset, recordCount: state.recordCount,
     lastRecordSequence: state.lastRecordSequence, lastStamp: state.lastStamp,
     contentDigest: digest.digest(), ...(tornTail ? { tornTail } : {}),
+    preallocatedBytes: tornTail ? 0 : fileSizeBytes - state.offset,
   };
 }
 
@@ -141,6 +145,15 @@ async function readRecord(
   const payload = decodePayload(header, stored);
   if (typeof payload === "string") return payload;
   return { header, payload, endOffset };
+}
+
+/** Whether every byte from `offset` to the end of the file is zero (preallocated space). */
+async function zeroesToEnd(window: Window, offset: number): Promise<boolean> {
+  for (let start = offset; start < window.sizeBytes; start += searchChunkBytes) {
+    const chunk = await window.bytes(start, Math.min(searchChunkBytes, window.sizeBytes - start));
+    for (let index = 0; index < chunk.length; index++) if (chunk[index] !== 0) return false;
+  }
+  return true;
 }
 
 /**

@@ -18,6 +18,13 @@ export interface LogWriterLimits {
   readonly logfileBytesMax: number;
   /** Appended bytes not yet durable; the caller keeps below it (the translog's overlay does). */
   readonly unsyncedBytesMax: number;
+  /**
+   * Zeroes are written ahead of the records in steps growing from `preallocateBytesMin` to
+   * `preallocateBytesMax` (never past `logfileBytesMax`), so a batch's fdatasync overwrites
+   * allocated blocks and need not commit a size change. 0 turns it off.
+   */
+  readonly preallocateBytesMin: number;
+  readonly preallocateBytesMax: number;
 }
 
 export const defaultLogWriterLimits: LogWriterLimits = {
@@ -26,7 +33,12 @@ export const defaultLogWriterLimits: LogWriterLimits = {
   batchDelayMs: 5,
   logfileBytesMax: 1024 * 1024 * 1024,
   unsyncedBytesMax: 512 * 1024 * 1024,
+  preallocateBytesMin: 1024 * 1024,
+  preallocateBytesMax: 64 * 1024 * 1024,
 };
+/** Zeroes written per I/O while preallocating. */
+export const preallocateWriteBytesMax = 1024 * 1024;
+const zeroes = new Uint8Array(preallocateWriteBytesMax);
 /** Callers waiting for durability at once. */
 export const durableWaitersMax = 65536;
 
@@ -66,6 +78,9 @@ interface OpenLogfile {
   fd: number;
   /** Bytes assigned so far (durable or not). */
   sizeBytes: number;
+  /** Bytes on disk: records, then preallocated zeroes. */
+  allocatedBytes: number;
+  preallocateStepBytes: number;
   recordCount: number;
 }
 
@@ -229,7 +244,8 @@ export class LogWriter {
     digest.update(header);
     return {
       sequence, path: `${this.options.directory}/${name}`, digest, previousDigest, header,
-      fd: -1, sizeBytes: logfileHeaderBytes, recordCount: 0,
+      fd: -1, sizeBytes: logfileHeaderBytes, allocatedBytes: logfileHeaderBytes,
+      preallocateStepBytes: this.limits.preallocateBytesMin, recordCount: 0,
     };
   }
 
@@ -309,18 +325,44 @@ export class LogWriter {
 
   private async perform(item: Work): Promise<void> {
     if (item.kind === "create") return this.createLogfile(item.file);
-    if (item.kind === "finish") {
-      if (item.file.fd >= 0) await this.options.storage.files.close(item.file.fd);
-      item.file.fd = -1;
-      return;
-    }
+    if (item.kind === "finish") return this.finishLogfile(item.file);
     await this.commitBatch(item.batch);
+  }
+
+  /** Cuts the preallocated zeroes off a finished logfile, so every copy has the same bytes. */
+  private async finishLogfile(file: OpenLogfile): Promise<void> {
+    if (file.fd < 0) return;
+    const { files } = this.options.storage;
+    if (file.allocatedBytes > file.sizeBytes) {
+      await files.truncate(file.fd, file.sizeBytes);
+      await this.submit(file, [{ kind: "fsync", fd: file.fd, dataOnly: false }]);
+      file.allocatedBytes = file.sizeBytes;
+    }
+    await files.close(file.fd);
+    file.fd = -1;
+  }
+
+  /** Zero-fill writes that make room for bytes up to `end` (empty when there is room). */
+  private preallocate(file: OpenLogfile, end: number): IoOperation[] {
+    if (this.limits.preallocateBytesMax === 0 || end <= file.allocatedBytes) return [];
+    const target = Math.max(end, Math.min(file.allocatedBytes + file.preallocateStepBytes,
+      this.limits.logfileBytesMax));
+    const operations: IoOperation[] = [];
+    for (let offset = file.allocatedBytes; offset < target; offset += zeroes.length) {
+      const length = Math.min(zeroes.length, target - offset);
+      operations.push({ kind: "write", fd: file.fd, offset, buffer: zeroes.subarray(0, length) });
+    }
+    file.allocatedBytes = target;
+    file.preallocateStepBytes = Math.min(file.preallocateStepBytes * 2,
+      this.limits.preallocateBytesMax);
+    return operations;
   }
 
   private async createLogfile(file: OpenLogfile): Promise<void> {
     const { files } = this.options.storage;
     file.fd = await files.open(file.path, { create: true, exclusive: true });
     await this.submit(file, [
+      // The header alone first: a crash during creation leaves at most 256 bytes to remove.
       { kind: "write", fd: file.fd, offset: 0, buffer: file.header },
       { kind: "fsync", fd: file.fd, dataOnly: false },
     ]);
@@ -333,6 +375,7 @@ export class LogWriter {
       "batches commit in sequence order");
     const buffer = concatenate(batch.parts, batch.bytes);
     await this.submit(batch.file, [
+      ...this.preallocate(batch.file, batch.startOffset + batch.bytes),
       { kind: "write", fd: batch.file.fd, offset: batch.startOffset, buffer },
       { kind: "fsync", fd: batch.file.fd, dataOnly: true },
     ]);

@@ -58,13 +58,13 @@ export async function recoverLog(
       throw defectiveLog(entry.path, scan.tornTail.offset,
         `${scan.tornTail.reason} (not the last logfile, so this cannot be a torn tail)`);
     }
-    if (entry.sequence === position.sequence) {
-      assert(position.offsetBytes <= scan.endOffset || scan.tornTail !== undefined,
-        "the writeback position lies inside the verified log");
+    if (entry.sequence === position.sequence && position.offsetBytes > scan.endOffset) {
+      throw defectiveLog(entry.path, scan.endOffset, `the log ends before the writeback ` +
+        `position ${positionText(position)}: records known to be durable are missing`);
     }
   }
   assert(scan !== undefined, "the last logfile was scanned");
-  const truncated = scan.tornTail ? await cutTornTail(storage, scan) : undefined;
+  const truncated = scan.endOffset < scan.fileSizeBytes ? await cutTail(storage, scan) : undefined;
   await backing.flush();
   const end = { sequence: scan.header.sequence, offsetBytes: scan.endOffset };
   return {
@@ -103,8 +103,9 @@ async function removeTornHeader(storage: Storage, directory: string, path: strin
   return true;
 }
 
-async function cutTornTail(storage: Storage, scan: ScanResult) {
-  assert(scan.tornTail !== undefined, "only a torn tail is cut");
+/** Cuts a torn tail or preallocated zeroes off the last logfile, durably. */
+async function cutTail(storage: Storage, scan: ScanResult) {
+  assert(scan.endOffset < scan.fileSizeBytes, "there is a tail to cut");
   const fd = await storage.files.open(scan.path, {});
   try {
     await storage.files.truncate(fd, scan.endOffset);
@@ -117,5 +118,6 @@ async function cutTornTail(storage: Storage, scan: ScanResult) {
   } finally {
     await storage.files.close(fd);
   }
-  return { path: scan.path, offset: scan.endOffset, reason: scan.tornTail.reason };
+  const reason = scan.tornTail?.reason ?? "preallocated space";
+  return { path: scan.path, offset: scan.endOffset, reason };
 }

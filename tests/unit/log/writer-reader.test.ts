@@ -91,3 +91,27 @@ describe("log writer and reader", () => {
       rmSync(directory, { recursive: true });
     });
 });
+
+describe("preallocation", () => {
+  test("zeroes ahead of the records are the clean end; a finished logfile has none", async () => {
+    const directory = temporaryDirectory("mars-log-");
+    const writer = await LogWriter.start({
+      storage, clock: systemClock, directory, resource: "r1", origin: "hostA",
+      limits: { preallocateBytesMin: 65536 },
+    }, { logfileSequence: 1, firstRecordSequence: 1, previousDigest: chainStartDigest,
+      stampFloor: 0 });
+    writer.append({ kind: "write", deviceOffset: 0, lengthBytes: 512,
+      payload: new Uint8Array(512).fill(3) });
+    await writer.flush();
+    const path = join(directory, "log-000000001-hostA");
+    const open = await scanLogfile(storage, path);
+    expect(open.fileSizeBytes).toBe(65536 + 256);
+    expect(open.preallocatedBytes).toBe(open.fileSizeBytes - open.endOffset);
+    expect(open.tornTail).toBeUndefined();
+    await writer.close();
+    const finished = await scanLogfile(storage, path);
+    expect(finished.fileSizeBytes).toBe(finished.endOffset);
+    expect(finished.contentDigest).toEqual(open.contentDigest);
+    rmSync(directory, { recursive: true });
+  });
+});
