@@ -4,7 +4,8 @@ import { MarsError } from "../lib/errors.ts";
 import { sha256Incremental, type IncrementalDigest } from "../platform/hash.ts";
 import type { Clock, IoOperation, Storage, TimerHandle } from "../platform/types.ts";
 import {
-  encodeLogfileHeader, encodeRecord, logfileHeaderBytes, type Codec, type RecordInput,
+  encodeLogfileHeader, encodeRecord, logfileHeaderBytes, recordHeaderBytes, type Codec,
+  type RecordInput,
 } from "./format.ts";
 import { chainDigest, logfileName, type LogPosition } from "./position.ts";
 
@@ -170,7 +171,7 @@ export class LogWriter {
     assert(!this.closed, "append on an open writer");
     const sequence = this.appendedSequenceValue + 1;
     const stamp = this.nextStamp();
-    const recordBytes = 80 + (input.payload?.length ?? 0);
+    const recordBytes = recordHeaderBytes + (input.payload?.length ?? 0);
     if (this.file.recordCount > 0 &&
         this.file.sizeBytes + recordBytes > this.limits.logfileBytesMax) this.rotate();
     const batch = this.openBatch(recordBytes);
