@@ -276,6 +276,33 @@ export function runIoEngineSuite(
         }
       });
 
+    test("concurrent ordered batches each read back what they wrote before", async () => {
+      const engine = open();
+      const fd = openSync(join(directory, "concurrent.img"), "w+");
+      const regionBytesEach = 2 * 1024 * 1024;
+      try {
+        const batches = Array.from({ length: 40 }, (_, index) => {
+          const lengthBytes = index % 10 === 0 ? 1536 * 1024 : 1 + ((index * 7919) % 100_000);
+          const data = fill(lengthBytes, index, index % 3 === 0);
+          const back = new Uint8Array(lengthBytes);
+          const offset = index * regionBytesEach;
+          const done = engine.submit([
+            { kind: "write", fd, offset, buffer: data },
+            { kind: "fsync", fd, dataOnly: true },
+            { kind: "read", fd, offset, buffer: back },
+          ], { ordered: true });
+          return { data, back, done };
+        });
+        for (const { data, back, done } of batches) {
+          expect((await done).map((result) => result.ok)).toEqual([true, true, true]);
+          expect(Buffer.compare(back, data)).toBe(0);
+        }
+      } finally {
+        await engine.close();
+        closeSync(fd);
+      }
+    });
+
     test("zero-length reads and writes succeed with 0 bytes, ordered or not", async () => {
       const engine = open();
       const fd = openSync(join(directory, "empty.img"), "w+");

@@ -314,9 +314,10 @@ export class UringEngine implements IoEngine {
       const remaining = operationLength(task.operation) - task.doneBytes;
       if (task.segmentBytes < remaining) break;
     }
+    if (chain.length === 0) return batch.cursor === batch.operations.length; // keep `continuing`
     batch.chain = chain;
     batch.chainPendingCount = chain.length;
-    return chain.length > 0 || batch.cursor === batch.operations.length;
+    return true;
   }
 
   private complete(userData: number, result: number): void {
