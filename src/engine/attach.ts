@@ -34,7 +34,16 @@ export interface ResourceAttacher {
   attach(spec: AttachSpec): Promise<Attached>;
 }
 
+/**
+ * Attaches an NBD server's export to the kernel driver (/dev/nbdN); wired by the CLI. It
+ * reports its own failures and resolves to undefined: the unix socket export remains.
+ */
+export type KernelAttach = (server: NbdServer, resource: string) =>
+  Promise<{ readonly devicePath: string; detach(): void } | undefined>;
+
 export interface AttacherEffects {
+  /** Present when the kernel nbd driver is available; otherwise only the unix socket. */
+  readonly kernel?: KernelAttach;
   readonly clock: Clock;
   readonly storage: Storage;
   readonly locks: FileLocks;
@@ -91,11 +100,14 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
       if (!spec.primary) return { exportAddress: "", detach: () => lock.release() };
       try {
         const { server, device, listener } = await exportPrimary(effects, spec);
+        const socketAddress = `nbd+unix:///${spec.resource}?socket=${spec.socketPath}`;
+        const kernel = effects.kernel ? await effects.kernel(server, spec.resource) : undefined;
         return {
-          exportAddress: `nbd+unix:///${spec.resource}?socket=${spec.socketPath}`,
+          exportAddress: kernel ? `${kernel.devicePath} ${socketAddress}` : socketAddress,
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.
+            kernel?.detach();
             listener.close();
             await server.shutdown();
             await device.close();

@@ -1,7 +1,9 @@
 /** `mars run`: the engine in the foreground, logging to stderr, stopping gracefully on SIGTERM. */
 import { defineCommand } from "citty";
 import { MarsError } from "../../lib/errors.ts";
-import { directAttacher } from "../../engine/attach.ts";
+import { directAttacher, type KernelAttach } from "../../engine/attach.ts";
+import { kernelDriverAvailable } from "../../platform/nbd-kernel.ts";
+import { attachToKernel } from "./serve-kernel.ts";
 import { defaultTiming } from "../../engine/cluster-node.ts";
 import { Engine } from "../../engine/engine.ts";
 import { lineLogger, type LogFormat } from "../../engine/logger.ts";
@@ -10,6 +12,9 @@ import { Home, homeFiles } from "../../store/home.ts";
 import { peerNetwork, tlsArgs, tlsFilesOf } from "../tls-args.ts";
 import { realEffects } from "../effects.ts";
 import { globalOptions } from "../global-args.ts";
+
+/** How long the kernel keeps a device whose server went away before failing its I/O. */
+export const kernelDeadConnectionSeconds = 120;
 
 export default defineCommand({
   meta: { name: "run", description: "Run the engine in the foreground (systemd Type=notify)" },
@@ -44,8 +49,22 @@ export default defineCommand({
       throw new MarsError("usage", "--tombstone-retention takes a number of seconds");
     }
     if (tls) logger.log("info", "peer-tls", { cert: tls.certFile, ca: tls.caFile });
+    const warn = (reason: string) => logger.log("warn", "kernel-nbd", { reason });
+    const kernel: KernelAttach | undefined = kernelDriverAvailable()
+      ? async (server, resource) => {
+        try {
+          const attached = await attachToKernel(server, resource, "auto",
+            kernelDeadConnectionSeconds, warn);
+          return { devicePath: attached.devicePath, detach: () => attached.detach(warn) };
+        } catch (error) {
+          warn(`${resource}: kernel attach failed, serving the unix socket only: ${error}`);
+          return undefined;
+        }
+      }
+      : undefined;
     const engine = await Engine.start({
-      homePath: options.home, effects, logger, attacher: directAttacher(effects),
+      homePath: options.home, effects, logger,
+      attacher: directAttacher(kernel ? { ...effects, kernel } : effects),
       timing: { ...defaultTiming, tombstoneRetentionMs: Math.round(retention * 1000) },
     });
     restrictToOwner(engine.home.file(homeFiles.control));
