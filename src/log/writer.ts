@@ -165,7 +165,7 @@ export class LogWriter {
     return this.unsyncedBytes + bytes <= this.limits.unsyncedBytesMax;
   }
 
-  /** phase1Append: encodes the record into the open batch; durable later (see waitDurable). */
+  /** Appends: encodes the record into the open batch; durable later (see waitDurable). */
   append(input: AppendInput): AppendedRecord {
     if (this.failure) throw this.failure;
     assert(!this.closed, "append on an open writer");
@@ -302,7 +302,7 @@ export class LogWriter {
     });
   }
 
-  /** phase2Commit: one work item at a time, in order; the only place that touches the disk. */
+  /** Commits: one work item at a time, in order; the only place that touches the disk. */
   private pump(): Promise<void> {
     this.running ??= this.drainWork().finally(() => {
       this.running = undefined;

@@ -124,6 +124,7 @@ class TranslogDevice implements Translog {
     this.writeback = new Writeback(this.overlay, options.backing,
       () => this.writer.durableSequence, () => this.schedulePersist(),
       (error) => this.fail("writeback to the backing disk failed", error), start);
+    // Phase 4 (writeback.ts) starts whenever a batch became durable.
     writer.onDurable = () => this.writeback.kick();
   }
 

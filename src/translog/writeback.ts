@@ -1,4 +1,4 @@
-/** phase3Writeback: overlay entries to the backing disk, in parallel, per-block in log order. */
+/** phase4Writeback: overlay entries to the backing disk, in parallel, per-block in log order. */
 import { assert } from "../lib/assert.ts";
 import type { BlockDevice } from "../block/types.ts";
 import type { LogPosition } from "../log/position.ts";
@@ -66,7 +66,7 @@ export class Writeback {
       }
       const waits = blocked.some((older) => overlaps(older, entry.offset, entry.lengthBytes));
       blocked.push(entry);
-      if (!waits) this.issue(entry);
+      if (!waits) this.phase4Writeback(entry);
     }
     if (superseded) this.advance();
   }
@@ -77,13 +77,15 @@ export class Writeback {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private issue(entry: OverlayEntry): void {
+  /** phase4Writeback: one entry to the disk (durable in the log, nothing older overlaps). */
+  private phase4Writeback(entry: OverlayEntry): void {
     assert(entry.state === "logged", "an entry is written back once");
     assert(entry.sequence <= this.durableSequence(), "only records durable in the log");
     entry.state = "writing";
     this.inFlight++;
     assert(this.inFlight <= writebackInFlightMax, "writeback in flight within its limit");
-    this.write(entry).then(() => this.completed(entry), (error: Error) => this.failed(error));
+    this.write(entry).then(() => this.phase4WritebackDone(entry),
+      (error: Error) => this.failed(error));
   }
 
   private write(entry: OverlayEntry): Promise<void> {
@@ -97,7 +99,8 @@ export class Writeback {
     return this.backing.writeZeroes(entry.offset, entry.lengthBytes, { fua: false, noHole: false });
   }
 
-  private completed(entry: OverlayEntry): void {
+  /** phase4WritebackDone: the entry is on the disk; the position may move past it. */
+  private phase4WritebackDone(entry: OverlayEntry): void {
     this.inFlight--;
     entry.state = "written";
     this.writtenCount++;
