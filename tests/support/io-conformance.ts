@@ -194,7 +194,7 @@ export function runIoEngineSuite(
     });
     afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
-    test("random, partly concurrent batches of reads, writes, syncs match a file model", async () => {
+    test("random, partly concurrent batches of reads, writes, syncs match a model", async () => {
       const path = join(directory, "model.img");
       await fc.assert(fc.asyncProperty(fc.array(batchPlan, { minLength: 1, maxLength: 6 }),
         async (plans) => {
