@@ -262,12 +262,15 @@ export class ClusterNode {
   private reconcileLinks(): void {
     if (this.stopped || !this.listener) return;
     const members = new Set(this.sync.members());
+    // A host that left the cluster stops dialing; it keeps its map as a read-only witness.
+    const departed = !members.has(this.identity.host);
     for (const [peer, link] of this.links) {
-      if (!members.has(peer)) {
+      if (departed || !members.has(peer)) {
         link.stop();
         this.links.delete(peer);
       }
     }
+    if (departed) return;
     for (const peer of members) {
       if (peer === this.identity.host) continue;
       const value = this.map.get(keys.member(peer)) as { address?: unknown };
