@@ -7,6 +7,8 @@ import { assert } from "../../lib/assert.ts";
 
 /** Idle time after which the pending eventfd read is dropped, letting the process exit. */
 export const wakerIdleDisarmMs = 50;
+/** Reads of the eventfd that ended on their own in a row before we call it a platform fault. */
+const unexpectedEndsMax = 16;
 
 /** The part of a stream reader the waker uses. */
 interface EventReader {
@@ -18,6 +20,7 @@ export class CompletionWaker {
   private reader: EventReader | undefined;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
+  private unexpectedEnds = 0;
 
   constructor(
     private readonly eventFd: number,
@@ -74,11 +77,14 @@ export class CompletionWaker {
       if (this.reader !== reader) return;
       if (done) {
         // The stream ended without our asking: read afresh so no completion goes unnoticed.
+        this.unexpectedEnds++;
+        assert(this.unexpectedEnds <= unexpectedEndsMax, "the eventfd stays readable");
         this.reader = undefined;
         this.arm();
         this.onWake();
         return;
       }
+      this.unexpectedEnds = 0;
       this.onWake();
     }
   }
