@@ -19,4 +19,4 @@ export {
   defaultLogWriterLimits, LogWriter, type AppendedRecord, type LogStart, type LogWriterLimits,
   type LogWriterOptions,
 } from "./writer.ts";
-export { applyRecord } from "./apply.ts";
+export { applyRecord, ParallelApplier } from "./apply.ts";

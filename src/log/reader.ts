@@ -15,7 +15,7 @@ export const searchChunkBytes = 1024 * 1024;
 
 export interface ScannedRecord {
   readonly header: RecordHeader;
-  /** The uncompressed payload of a write (empty for other kinds); valid during the callback. */
+  /** The uncompressed payload of a write (empty for other kinds); never overwritten later. */
   readonly payload: Uint8Array;
   /** Offset just after this record: the position once it is applied. */
   readonly endOffset: number;

@@ -3,7 +3,7 @@ import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
 import type { Storage } from "../platform/types.ts";
 import type { BlockDevice } from "../block/types.ts";
-import { applyRecord } from "../log/apply.ts";
+import { ParallelApplier } from "../log/apply.ts";
 import { logfileHeaderBytes } from "../log/format.ts";
 import { chainStartDigest, positionText, type LogPosition } from "../log/position.ts";
 import { defectiveLog, scanLogfile, type ScanResult } from "../log/reader.ts";
@@ -39,7 +39,7 @@ export async function recoverLog(
     throw new MarsError("defective-log",
       `${directory}: the writeback position ${positionText(position)} names a missing logfile`);
   }
-  let recordsReplayed = 0;
+  const applier = new ParallelApplier(backing);
   let scan: ScanResult | undefined;
   for (const [index, entry] of listed.entries()) {
     const isLast = index === listed.length - 1;
@@ -49,9 +49,7 @@ export async function recoverLog(
     scan = await scanLogfile(storage, entry.path, {
       fromOffset,
       onRecord: async (record) => {
-        if (!replaying) return;
-        await applyRecord(backing, record);
-        recordsReplayed++;
+        if (replaying) await applier.apply(record);
       },
     });
     if (scan.tornTail && !isLast) {
@@ -63,6 +61,8 @@ export async function recoverLog(
         `position ${positionText(position)}: records known to be durable are missing`);
     }
   }
+  await applier.drain();
+  const recordsReplayed = applier.applied;
   assert(scan !== undefined, "the last logfile was scanned");
   const truncated = scan.endOffset < scan.fileSizeBytes ? await cutTail(storage, scan) : undefined;
   await backing.flush();
