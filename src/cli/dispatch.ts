@@ -144,7 +144,7 @@ function reportFailure(error: unknown, terminal: Terminal): number {
     return ExitCode.internal;
   }
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code === "string" && code.startsWith("E_")) {
+  if (typeof code === "string" && (code === "EARG" || code.startsWith("E_"))) {
     // citty's own argument errors (missing positional, bad enum value).
     terminal.stderr(`mars: ${(error as Error).message}`);
     return ExitCode.usage;
