@@ -1,4 +1,4 @@
-/** A TCP proxy between engines that makes loopback act like a WAN: delay, bandwidth, resets, cuts. */
+/** A TCP proxy that makes loopback act like a WAN link: delay, bandwidth, resets, cuts. */
 import type { Socket, TCPSocketListener } from "bun";
 
 /** Behaviour of one direction of traffic; every field may be changed while the proxy runs. */
