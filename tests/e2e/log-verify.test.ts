@@ -1,6 +1,6 @@
 // `mars log verify` on real logfiles: clean exits 0; a byte flipped with dd exits 7 naming it.
 import { afterAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chainStartDigest } from "../../src/log/position.ts";
 import { LogWriter } from "../../src/log/writer.ts";
@@ -61,5 +61,16 @@ describe("mars log verify", () => {
       expect(result.stderr).toContain(`${path}: offset 4432: payload checksum mismatch`);
       const single = await runMars(["log", "verify", path]);
       expect(single.exitCode).toBe(7);
+    });
+
+  test("usage errors exit 2, a missing path exits 1, a file that is no logfile exits 7",
+    async () => {
+      expect((await runMars(["log", "verify"])).exitCode).toBe(2);
+      expect((await runMars(["log"])).exitCode).toBe(2);
+      expect((await runMars(["log", "verify", join(directory, "missing")])).exitCode).toBe(1);
+      writeFileSync(join(directory, "not-a-log"), "hello, not a logfile\n");
+      const notLog = await runMars(["log", "dump", join(directory, "not-a-log")]);
+      expect(notLog.exitCode).toBe(7);
+      expect(notLog.stderr).toContain("offset 0: ");
     });
 });
