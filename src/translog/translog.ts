@@ -209,15 +209,16 @@ class TranslogDevice implements Translog {
     kind: OverlayEntry["kind"], offset: number, lengthBytes: number, chargeBytes: number,
     data: Uint8Array | undefined,
   ): OverlayEntry {
-    this.checkUsable();
     assert(recordHeaderBytes <= overlayEntryOverheadBytes, "the charge covers the record header");
     let appended;
     try {
+      this.checkUsable(); // it may have closed or failed while this request waited for room
       appended = this.writer.append({
         kind, deviceOffset: offset, lengthBytes, ...(data ? { payload: data } : {}),
       });
     } catch (error) {
       this.overlay.cancel(chargeBytes);
+      if (error instanceof BlockError) throw error;
       throw this.fail("log append failed", error);
     }
     const entry: OverlayEntry = {
