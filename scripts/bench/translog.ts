@@ -1,6 +1,8 @@
 // `bun run bench translog`: 4 KiB random writes with a flush every 32, translog vs plain file.
 // Usage: bun run bench translog [--dir DIR] [--writes N] [--rounds N] [--engine uring|portable]
-import { mkdirSync, rmSync } from "node:fs";
+import {
+  closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openFileDevice } from "../../src/block/file.ts";
@@ -84,12 +86,26 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
+/** Writes the whole image once, so neither side pays for block allocation during the rounds. */
+function allocate(path: string): void {
+  const zeroes = new Uint8Array(16 * 1024 * 1024);
+  const fd = openSync(path, "w");
+  for (let offset = 0; offset < deviceBytes; offset += zeroes.length) {
+    writeSync(fd, zeroes, 0, zeroes.length, offset);
+  }
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
 const directory = values.dir;
 mkdirSync(directory, { recursive: true });
+allocate(join(directory, "plain.img"));
+allocate(join(directory, "backing.img"));
 const choice = openIoEngine(engineName);
 const storage: Storage = { files: systemFiles, io: choice.engine };
 console.log(`translog bench: ${writeCount} random 4 KiB writes, flush every ${writesPerFlush}, ` +
-  `${rounds} rounds, io engine ${choice.engine.name} (${choice.reason}), in ${directory}`);
+  `${rounds} rounds, io engine ${choice.engine.name} (${choice.reason}), in ${directory} ` +
+  `(both images fully allocated first)`);
 const plain: Timing[] = [];
 const translog: Timing[] = [];
 for (let round = 0; round < rounds; round++) {
