@@ -13,7 +13,8 @@ const codeOfErrno: Record<string, ErrorCode> = {
 /** Errno name of a Node-style error (`code` field), or EIO when it has none. */
 export function errnoOf(error: unknown): string {
   const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === "string" && code.startsWith("E") ? code : "EIO";
+  // Node's own ERR_* codes are not errno names; only the E[A-Z]+ form is.
+  return typeof code === "string" && /^E[A-Z0-9]+$/.test(code) ? code : "EIO";
 }
 
 export function errnoError(what: string, error: unknown): MarsError {

@@ -2,15 +2,17 @@
 import { defineCommand } from "citty";
 import { MarsError } from "../../lib/errors.ts";
 import { systemFiles } from "../../platform/files.ts";
-import { openIoEngine } from "../../platform/io/index.ts";
+import { openIoEngine, type IoEngineRequest } from "../../platform/io/index.ts";
 import type { Storage } from "../../platform/types.ts";
 import { digestText } from "../../log/position.ts";
 import { scanLogfile, type ScannedRecord } from "../../log/reader.ts";
 import { verifyLogDirectory, verifyLogfile, type VerifiedLogfile } from "../../log/verify.ts";
 import { globalOptions } from "../global-args.ts";
 
-async function withStorage<T>(action: (storage: Storage) => Promise<T>): Promise<T> {
-  const { engine } = openIoEngine();
+async function withStorage<T>(
+  request: IoEngineRequest | undefined, action: (storage: Storage) => Promise<T>,
+): Promise<T> {
+  const { engine } = openIoEngine(request);
   try {
     return await action({ files: systemFiles, io: engine });
   } finally {
@@ -44,7 +46,7 @@ const dump = defineCommand({
     const options = globalOptions(args, process.env);
     const path = String(args.file);
     const say = (line: string) => process.stdout.write(`${line}\n`);
-    await withStorage(async (storage) => {
+    await withStorage(options.ioEngine, async (storage) => {
       const rows: ReturnType<typeof recordRow>[] = [];
       let headerPrinted = false;
       const printHeader = () => {
@@ -106,7 +108,7 @@ const verify = defineCommand({
     const options = globalOptions(args, process.env);
     const paths = (args._ as string[]).length > 0 ? (args._ as string[]) : [String(args.path)];
     const report: unknown[] = [];
-    await withStorage(async (storage) => {
+    await withStorage(options.ioEngine, async (storage) => {
       for (const path of paths) {
         const status = await storage.files.status(path);
         if (!status) throw new MarsError("not-found", `${path}: no such file or directory`);

@@ -33,7 +33,8 @@ export default defineCommand({
     if (format !== "text" && format !== "json") {
       throw new MarsError("usage", `--log-format is text or json, not '${format}'`);
     }
-    const identity = await new Home(options.home, realEffects().storage, realEffects().locks)
+    const chosen = realEffects(options.ioEngine);
+    const identity = await new Home(options.home, chosen.storage, chosen.locks)
       .readIdentity();
     const tls = tlsFilesOf(args) ?? identity.tls;
     const logger = lineLogger(format, () => Date.now(),
