@@ -54,6 +54,14 @@ export const systemFiles: FileSystem = {
         await closeAsync(fd);
       }
     }),
+  space: (path) =>
+    wrap(`statfs ${path}`, async () => {
+      const found = await fs.promises.statfs(path);
+      return {
+        freeBytes: Number(found.bavail) * Number(found.bsize),
+        totalBytes: Number(found.blocks) * Number(found.bsize),
+      };
+    }),
 };
 
 async function statusOf(path: string): Promise<FileStatus | undefined> {

@@ -57,6 +57,15 @@ export interface FileSystem {
   remove(path: string): Promise<void>;
   /** fsync on a directory, so that creations, renames and removals in it are durable. */
   syncDirectory(path: string): Promise<void>;
+  /** Space of the file system holding `path` (statfs): what an unprivileged writer may use. */
+  space(path: string): Promise<SpaceStatus>;
+}
+
+export interface SpaceStatus {
+  /** Bytes still available to this process (statfs f_bavail × f_bsize). */
+  readonly freeBytes: number;
+  /** Size of the file system (f_blocks × f_bsize). */
+  readonly totalBytes: number;
 }
 
 export type IoOperation =

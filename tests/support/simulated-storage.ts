@@ -94,6 +94,8 @@ export class SimulatedStorage implements Storage {
   injectFault: ((operation: IoOperation) => string | undefined) | undefined;
   /** After a crash this instance is the dead machine: its calls never complete. */
   private dead = false;
+  /** The simulated file system's size; `space` reports it minus every file's current size. */
+  capacityBytes = 2 ** 40;
 
   constructor(
     private readonly random: Random,
@@ -328,6 +330,17 @@ export class SimulatedStorage implements Storage {
         if (!directory) throw ioFailure("not-found", "ENOENT", `fsync ${path}: no directory`);
         directory.durable = new Map(directory.current);
         directory.pending = [];
+      },
+      space: async () => {
+        const inodes = new Set<Inode>();
+        for (const directory of this.directories.values()) {
+          for (const inode of directory.current.values()) inodes.add(inode);
+        }
+        let usedBytes = 0;
+        for (const inode of inodes) usedBytes += inode.current.size;
+        return {
+          freeBytes: Math.max(0, this.capacityBytes - usedBytes), totalBytes: this.capacityBytes,
+        };
       },
     };
   }
