@@ -277,8 +277,12 @@ class TranslogDevice implements Translog {
     if (this.closed) throw new BlockError("ESHUTDOWN", "translog is closed");
   }
 
+  /** The device stops for good: every later request fails (ENOSPC when the store is full). */
   private fail(what: string, error: unknown): BlockError {
-    this.failure ??= new BlockError("EIO", `${what}: ${String(error)}`, { cause: error });
+    const full = (error as { code?: unknown } | undefined)?.code === "no-space" ||
+      (error as { errno?: unknown } | undefined)?.errno === "ENOSPC";
+    this.failure ??= new BlockError(full ? "ENOSPC" : "EIO", `${what}: ${String(error)}`,
+      { cause: error });
     return this.failure;
   }
 }

@@ -102,3 +102,16 @@ describe("translog recovery", () => {
     await reopened.close();
   });
 });
+
+describe("translog failures", () => {
+  test("a full store fails the log write with ENOSPC and later requests too", async () => {
+    const storage = await newStorage();
+    const device = await open(storage);
+    storage.injectFault = (operation) => operation.kind === "write" ? "ENOSPC" : undefined;
+    const write = device.write(0, new Uint8Array(1024).fill(1), { fua: true });
+    await expect(write).rejects.toMatchObject({ errno: "ENOSPC" });
+    await expect(device.flush()).rejects.toMatchObject({ errno: "ENOSPC" });
+    storage.injectFault = undefined;
+    await expect(device.close()).rejects.toMatchObject({ errno: "ENOSPC" });
+  });
+});
