@@ -54,6 +54,20 @@ export interface Translog extends BlockDevice {
   readonly durableEnd: LogPosition;
   /** Persists the writeback position now (after flushing the backing disk). */
   persistPosition(): Promise<void>;
+  /** Counters for status output and tests. */
+  statistics(): TranslogStatistics;
+}
+
+export interface TranslogStatistics {
+  readonly overlayBytes: number;
+  readonly overlayEntries: number;
+  /** Requests waiting for room in the overlay (backpressure). */
+  readonly waitingRequests: number;
+  readonly appendedSequence: number;
+  readonly durableSequence: number;
+  /** Entries written to the backing disk, and entries skipped as rewritten by a newer one. */
+  readonly writtenBack: number;
+  readonly superseded: number;
 }
 
 /** Recovers the log onto the backing disk, then returns the device, ready to serve. */
@@ -164,6 +178,15 @@ class TranslogDevice implements Translog {
   async flush(): Promise<void> {
     this.checkUsable();
     await this.durable(this.writer.appendedSequence);
+  }
+
+  statistics(): TranslogStatistics {
+    return {
+      overlayBytes: this.overlay.sizeBytes, overlayEntries: this.overlay.entryCount,
+      waitingRequests: this.overlay.waiting, appendedSequence: this.writer.appendedSequence,
+      durableSequence: this.writer.durableSequence, writtenBack: this.writeback.writtenCount,
+      superseded: this.writeback.supersededCount,
+    };
   }
 
   async persistPosition(): Promise<void> {

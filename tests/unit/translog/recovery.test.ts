@@ -12,11 +12,11 @@ import { SimulatedStorage } from "../../support/simulated-storage.ts";
 
 const logDirectory = "/home/r1/log";
 
-async function open(storage: Storage): Promise<Translog> {
+async function open(storage: Storage, logfileBytesMax = 5000): Promise<Translog> {
   return openTranslog({
     storage, clock: new SimulatedClock(), directory: logDirectory, resource: "r1",
     host: "hostA", backing: await openFileDevice(storage, "/home/r1/disk", { createBytes: 65536 }),
-    limits: { writer: { logfileBytesMax: 5000 } },
+    limits: { writer: { logfileBytesMax } },
   });
 }
 
@@ -100,6 +100,24 @@ describe("translog recovery", () => {
     const reopened = await PositionStore.open(storage, logDirectory);
     expect(reopened.current).toEqual({ sequence: 1, offsetBytes: 4000 });
     await reopened.close();
+  });
+});
+
+describe("translog statistics", () => {
+  test("rewrites of the same range in one batch are written back once", async () => {
+    const storage = await newStorage();
+    const device = await open(storage, 1 << 20);
+    for (let round = 0; round < 5; round++) {
+      await device.write(4096, new Uint8Array(1024).fill(round + 1), { fua: false });
+    }
+    await device.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    const statistics = device.statistics();
+    expect(statistics.durableSequence).toBe(5);
+    expect(statistics.superseded).toBe(4);
+    expect(statistics.writtenBack).toBe(1);
+    expect(await readBlock(device, 4)).toBe(5);
+    await device.close();
   });
 });
 
