@@ -11,7 +11,7 @@ const testLinesMax = 800;
 /** Folders whose code must reach time, randomness, disk and network only through interfaces. */
 const deterministicFolders = [
   "src/block", "src/log", "src/translog", "src/nbd", "src/engine", "src/cluster",
-  "src/replication", "src/store", "src/transport", "src/lib",
+  "src/replication", "src/store", "src/transport", "src/lib", "src/sync", "src/retention",
 ];
 /** Platform modules that are pure functions of their input, so deterministic code may use them. */
 const deterministicPlatformModules = [
