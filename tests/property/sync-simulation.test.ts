@@ -1,4 +1,4 @@
-// Full sync: any initial target, concurrent writes, interruptions → copy + catch-up replay = source.
+// Full sync: any target, concurrent writes, interruptions → copy + catch-up replay = source.
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { createMemoryDevice } from "../../src/block/memory.ts";

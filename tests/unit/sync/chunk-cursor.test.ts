@@ -20,9 +20,7 @@ describe("chunk comparison", () => {
   test("only differing blocks travel, and patching makes the target equal", () => {
     const source = new Uint8Array(10 * 512 + 512).map((_, index) => index & 255);
     const target = source.slice();
-    target[5] ^= 1;
-    target[4 * 1024 + 3] ^= 1;
-    target[target.length - 1] ^= 1;
+    for (const index of [5, 4 * 1024 + 3, target.length - 1]) target[index] = target[index]! ^ 1;
     const ask = request(target, 1024);
     const reply = answerChunk(ask, source);
     expect(reply.blockIndexes).toEqual([0, 4, 5]);
