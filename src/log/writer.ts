@@ -17,6 +17,11 @@ export interface LogWriterLimits {
   readonly batchDelayMs: number;
   /** A logfile is finished (rotated) before a record would make it longer than this. */
   readonly logfileBytesMax: number;
+  /**
+   * A logfile older than this is finished at the next append, so a quiet resource's log still
+   * comes in pieces that retention can delete (docs/log-lifetime.md). 0 turns it off.
+   */
+  readonly logfileAgeMsMax: number;
   /** Appended bytes not yet durable; the caller keeps below it (the translog's overlay does). */
   readonly unsyncedBytesMax: number;
   /**
@@ -33,6 +38,7 @@ export const defaultLogWriterLimits: LogWriterLimits = {
   batchRecordsMax: 4096,
   batchDelayMs: 5,
   logfileBytesMax: 1024 * 1024 * 1024,
+  logfileAgeMsMax: 60 * 60 * 1000,
   unsyncedBytesMax: 512 * 1024 * 1024,
   preallocateBytesMin: 1024 * 1024,
   preallocateBytesMax: 64 * 1024 * 1024,
@@ -83,6 +89,8 @@ interface OpenLogfile {
   allocatedBytes: number;
   preallocateStepBytes: number;
   recordCount: number;
+  /** Clock time the logfile was started (its header's createdMs). */
+  readonly createdMs: number;
 }
 
 interface Batch {
@@ -173,7 +181,9 @@ export class LogWriter {
     const stamp = this.nextStamp();
     const recordBytes = recordHeaderBytes + (input.payload?.length ?? 0);
     if (this.file.recordCount > 0 &&
-        this.file.sizeBytes + recordBytes > this.limits.logfileBytesMax) this.rotate();
+        (this.file.sizeBytes + recordBytes > this.limits.logfileBytesMax || this.tooOld())) {
+      this.rotate();
+    }
     const batch = this.openBatch(recordBytes);
     const file = this.file;
     const start = { sequence: file.sequence, offsetBytes: file.sizeBytes };
@@ -234,11 +244,18 @@ export class LogWriter {
     return this.lastStamp;
   }
 
+  /** Whether the open logfile has outlived `logfileAgeMsMax` (rotation by age). */
+  private tooOld(): boolean {
+    const ageMsMax = this.limits.logfileAgeMsMax;
+    return ageMsMax > 0 && this.options.clock.nowMs() - this.file.createdMs >= ageMsMax;
+  }
+
   private newLogfile(sequence: number, previousDigest: Uint8Array, start: LogStart) {
     const name = logfileName(sequence, this.options.origin);
+    const createdMs = Math.floor(this.options.clock.nowMs());
     const header = encodeLogfileHeader({
       formatVersion: 1, sequence, firstRecordSequence: start.firstRecordSequence,
-      createdMs: Math.floor(this.options.clock.nowMs()), resource: this.options.resource,
+      createdMs, resource: this.options.resource,
       origin: this.options.origin, previousDigest,
     });
     const digest = sha256Incremental();
@@ -246,7 +263,7 @@ export class LogWriter {
     return {
       sequence, path: `${this.options.directory}/${name}`, digest, previousDigest, header,
       fd: -1, sizeBytes: logfileHeaderBytes, allocatedBytes: logfileHeaderBytes,
-      preallocateStepBytes: this.limits.preallocateBytesMin, recordCount: 0,
+      preallocateStepBytes: this.limits.preallocateBytesMin, recordCount: 0, createdMs,
     };
   }
 
