@@ -104,7 +104,7 @@ export function checkRequest(request: ChunkRequest, deviceBytes: number): void {
   }
 }
 
-/** One differing block to write: where, and its bytes. */
+/** A run of adjacent differing blocks to write: where, and its bytes. */
 export interface BlockPatch {
   readonly offsetBytes: number;
   readonly data: Uint8Array;
@@ -133,15 +133,28 @@ export function patchesOf(request: ChunkRequest, reply: ChunkReply): BlockPatch[
     throw new MarsError("protocol", `sync reply carries ${joined.length} bytes, ` +
       `its blocks need ${expectedBytes}`);
   }
+  // Adjacent blocks become one write: fewer requests in flight, larger transfers.
   const patches: BlockPatch[] = [];
   let at = 0;
-  for (const index of reply.blockIndexes) {
-    const lengthBytes = Math.min(blockBytes, request.lengthBytes - index * blockBytes);
-    patches.push({
-      offsetBytes: request.offsetBytes + index * blockBytes,
-      data: joined.subarray(at, at + lengthBytes),
-    });
+  let runStart = 0;
+  let runBlocks = 0;
+  const closeRun = () => {
+    const offsetBytes = request.offsetBytes + runStart * blockBytes;
+    const lengthBytes =
+      Math.min(runBlocks * blockBytes, request.lengthBytes - runStart * blockBytes);
+    patches.push({ offsetBytes, data: joined.subarray(at, at + lengthBytes) });
     at += lengthBytes;
+  };
+  for (const index of reply.blockIndexes) {
+    if (runBlocks > 0 && index === runStart + runBlocks) {
+      runBlocks++;
+      continue;
+    }
+    if (runBlocks > 0) closeRun();
+    runStart = index;
+    runBlocks = 1;
   }
+  closeRun();
+  assert(at === joined.length, "the runs cover every carried byte");
   return patches;
 }

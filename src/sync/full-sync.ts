@@ -12,6 +12,8 @@ import { checkCursor, type SyncCursor, type SyncCursorStore } from "./cursor.ts"
 
 /** Chunks compared at once: 32 × 1 MiB in flight keeps a 120 ms line busy at ~260 MiB/s. */
 export const syncWindowChunksMax = 32;
+/** Writes one chunk issues at once (× the window: well within a device's tracked requests). */
+export const chunkWritesParallelMax = 16;
 /** The cursor is flushed and persisted after this many chunks (a restart redoes at most these). */
 export const syncPersistChunksDefault = 64;
 
@@ -145,10 +147,12 @@ async function copyChunk(
   };
   const reply = await options.peer.compare(request);
   const patches = patchesOf(request, reply);
-  await Promise.all(patches.map((patch) =>
-    options.target.write(patch.offsetBytes, patch.data, { fua: false })));
+  for (let start = 0; start < patches.length; start += chunkWritesParallelMax) {
+    await Promise.all(patches.slice(start, start + chunkWritesParallelMax).map((patch) =>
+      options.target.write(patch.offsetBytes, patch.data, { fua: false })));
+  }
   state.comparedBytes += lengthBytes;
-  state.transferredBlocks += patches.length;
+  state.transferredBlocks += reply.blockIndexes.length;
 }
 
 /** Blocks below `copiedBytes` are on the target durably before the cursor says so. */
