@@ -149,6 +149,27 @@ export function encodeSimpleReply(errorNumber: number, cookie: bigint, dataBytes
   return bytes;
 }
 
+/** Writes a simple reply header at the start of `target` (a reused buffer). */
+export function writeSimpleReplyHeader(target: Uint8Array, errorNumber: number, cookie: bigint) {
+  const view = new DataView(target.buffer, target.byteOffset, simpleReplyHeaderBytes);
+  view.setUint32(0, simpleReplyMagic);
+  view.setUint32(4, errorNumber);
+  view.setBigUint64(8, cookie);
+}
+
+/** Writes the header of a final OFFSET_DATA chunk (and its offset) at the start of `target`. */
+export function writeStructuredReadHeader(
+  target: Uint8Array, cookie: bigint, offset: number, dataBytes: number,
+): void {
+  const view = new DataView(target.buffer, target.byteOffset, structuredReplyHeaderBytes + 8);
+  view.setUint32(0, structuredReplyMagic);
+  view.setUint16(4, replyFlagDone);
+  view.setUint16(6, ReplyChunk.offsetData);
+  view.setBigUint64(8, cookie);
+  view.setUint32(16, 8 + dataBytes);
+  view.setBigUint64(structuredReplyHeaderBytes, BigInt(offset));
+}
+
 /** One structured reply chunk header followed by `payloadBytes` of room for its payload. */
 export function encodeStructuredChunk(
   flags: number, type: number, cookie: bigint, payloadBytes: number,

@@ -5,6 +5,7 @@ import type { BlockDevice } from "../block/types.ts";
 import type { Connection, ConnectionHandlers } from "../platform/types.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import { Handshake, type NbdExport } from "./handshake.ts";
+import { heapBuffers, type PayloadBuffers } from "./payload-buffers.ts";
 import { encodeGreeting } from "./protocol.ts";
 import { Transmission } from "./transmission.ts";
 
@@ -26,6 +27,8 @@ export interface NbdServerOptions {
   readonly exports: readonly ExportDefinition[];
   /** One line per connection event (opened, closed, protocol violations). */
   readonly log?: (line: string) => void;
+  /** Where payloads and read replies live (default: the heap). */
+  readonly buffers?: PayloadBuffers;
 }
 
 /** Serves exports to user-space clients (with handshake) and to the kernel driver (without). */
@@ -34,6 +37,7 @@ export class NbdServer {
   private readonly sessions = new Set<Session>();
   private closing = false;
   readonly log: (line: string) => void;
+  readonly buffers: PayloadBuffers;
 
   constructor(options: NbdServerOptions) {
     assert(options.exports.length >= 1, "a server has an export");
@@ -47,6 +51,7 @@ export class NbdServer {
       };
     });
     this.log = options.log ?? (() => {});
+    this.buffers = options.buffers ?? heapBuffers;
   }
 
   get connectionCount(): number {
@@ -143,6 +148,7 @@ class Session {
     const connection = this.connection;
     const settings = {
       device: chosen.device, structured, payloadBytesMax: chosen.payloadBytesMax,
+      buffers: this.server.buffers,
     };
     this.transmission = new Transmission(settings, this.queue, {
       write: (bytes) => connection.write(bytes),
@@ -158,6 +164,7 @@ class Session {
     this.ended = true;
     this.server.log(`dropping ${this.connection.remote}: ${reason}`);
     this.queue.clear();
+    this.transmission?.abandon();
     this.connection.destroy();
   }
 
@@ -175,6 +182,7 @@ class Session {
     this.server.forget(this);
     if (error) this.server.log(`connection ${this.connection.remote} failed: ${error.message}`);
     // Requests already running finish against the device; their replies go nowhere.
+    this.transmission?.abandon();
     void this.transmission?.stop();
   }
 }

@@ -3,8 +3,11 @@ import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
 import { BlockError, type BlockDevice } from "../block/types.ts";
 import type { ByteQueue } from "./byte-queue.ts";
+import { acquirePayload, type PayloadBuffers } from "./payload-buffers.ts";
+import { ReplyBatch } from "./reply-batch.ts";
 import {
   Command, CommandFlag, decodeRequest, encodeSimpleReply, encodeStructuredChunk,
+  writeSimpleReplyHeader, writeStructuredReadHeader,
   encodeStructuredError, ReplyChunk, replyFlagDone, type Request, requestHeaderBytes,
   requestMagic, requestMagicAt, simpleReplyHeaderBytes, structuredReplyHeaderBytes, WireError,
   wireErrorOf,
@@ -33,6 +36,13 @@ interface Settings {
   readonly device: BlockDevice;
   readonly structured: boolean;
   readonly payloadBytesMax: number;
+  readonly buffers: PayloadBuffers;
+}
+
+/** A finished request's reply and what to give back once it is sent. */
+interface Reply {
+  readonly bytes: Uint8Array;
+  readonly release?: () => void;
 }
 
 const commandFlagsKnown = CommandFlag.fua | CommandFlag.noHole | CommandFlag.dontFragment;
@@ -49,7 +59,10 @@ export class Transmission {
   private finished = false;
   private idleWaiters: Array<() => void> = [];
   /** A WRITE whose payload is still arriving: bytes go straight into its buffer (one copy). */
-  private collecting: { request: Request; payload: Uint8Array; filled: number } | undefined;
+  private collecting: {
+    request: Request; payload: Uint8Array; filled: number; release: () => void;
+  } | undefined;
+  private readonly replies: ReplyBatch;
 
   constructor(
     private readonly settings: Settings,
@@ -57,6 +70,7 @@ export class Transmission {
     private readonly sink: ReplySink,
   ) {
     assert(settings.payloadBytesMax <= inFlightBytesMax, "one request fits the in-flight window");
+    this.replies = new ReplyBatch((bytes) => sink.write(bytes), () => (this.sendBlocked = true));
   }
 
   get inFlight(): number {
@@ -73,7 +87,7 @@ export class Transmission {
       chunk = chunk.subarray(taken);
       if (collecting.filled === collecting.payload.length) {
         this.collecting = undefined;
-        this.start(collecting.request, collecting.payload);
+        this.start(collecting.request, collecting.payload, collecting.release);
       }
     }
     if (!this.queue.push(chunk)) return false;
@@ -125,6 +139,14 @@ export class Transmission {
     this.pump();
   }
 
+  /** The connection is gone: drop a half-received payload (its buffer goes back). */
+  abandon(): void {
+    this.stopping = true;
+    this.finished = true;
+    this.collecting?.release();
+    this.collecting = undefined;
+  }
+
   /** Stops taking requests; resolves once every started request has replied. */
   stop(): Promise<void> {
     this.stopping = true;
@@ -136,11 +158,11 @@ export class Transmission {
   /** Moves what arrived of a large payload into its own buffer; the rest lands there directly. */
   private startCollecting(request: Request, payloadBytes: number): void {
     this.queue.skip(requestHeaderBytes);
-    const payload = new Uint8Array(payloadBytes);
+    const { bytes: payload, release } = acquirePayload(this.settings.buffers, payloadBytes);
     const filled = this.queue.length;
     assert(filled < payloadBytes, "an incomplete payload is collected");
     payload.set(this.queue.take(filled));
-    this.collecting = { request, payload, filled };
+    this.collecting = { request, payload, filled, release };
   }
 
   /** Payload bytes that follow the header in the stream: only WRITE carries any. */
@@ -156,7 +178,7 @@ export class Transmission {
     return this.bytesInFlight + Math.min(bytes, this.settings.payloadBytesMax) <= inFlightBytesMax;
   }
 
-  private start(request: Request, payload: Uint8Array | undefined): void {
+  private start(request: Request, payload: Uint8Array | undefined, release?: () => void): void {
     if (request.type === Command.disconnect) {
       this.stopping = true;
       return;
@@ -168,16 +190,23 @@ export class Transmission {
     this.bytesInFlight += bytes;
     assert(this.requestsInFlight <= requestsInFlightMax, "in-flight requests within the window");
     this.execute(request, payload).then(
-      (reply) => this.complete(bytes, reply),
-      (error: unknown) => this.complete(bytes, this.errorReply(request, error)),
+      (reply) => {
+        release?.();
+        this.complete(bytes, reply);
+      },
+      (error: unknown) => {
+        release?.();
+        this.complete(bytes, { bytes: this.errorReply(request, error) });
+      },
     );
   }
 
-  private complete(bytes: number, reply: Uint8Array): void {
+  private complete(bytes: number, reply: Reply): void {
     this.requestsInFlight--;
     this.bytesInFlight -= bytes;
     assert(this.requestsInFlight >= 0 && this.bytesInFlight >= 0, "in-flight counts balance");
-    if (!this.finished && !this.sink.write(reply)) this.sendBlocked = true;
+    if (this.finished) reply.release?.();
+    else this.replies.add(reply.bytes, reply.release);
     if (this.requestsInFlight === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
@@ -185,7 +214,7 @@ export class Transmission {
   }
 
   /** Runs one request; resolves with its whole reply (header and, for READ, data). */
-  private async execute(request: Request, payload: Uint8Array | undefined): Promise<Uint8Array> {
+  private async execute(request: Request, payload: Uint8Array | undefined): Promise<Reply> {
     const refusal = this.refusalOf(request);
     if (refusal) throw refusal;
     const { device } = this.settings;
@@ -210,25 +239,32 @@ export class Transmission {
       default:
         assert(false, "refusalOf rejects every other command");
     }
-    return encodeSimpleReply(0, request.cookie);
+    return { bytes: encodeSimpleReply(0, request.cookie) };
   }
 
-  private async executeRead(request: Request, offset: number): Promise<Uint8Array> {
+  /** Reads straight into the reply buffer, behind the header the reply needs. */
+  private async executeRead(request: Request, offset: number): Promise<Reply> {
     const length = request.lengthBytes;
-    if (!this.settings.structured) {
-      const reply = encodeSimpleReply(0, request.cookie, length);
-      await this.settings.device.read(offset, reply.subarray(simpleReplyHeaderBytes));
-      return reply;
+    const { structured, buffers, device } = this.settings;
+    if (structured && length === 0) {
+      return {
+        bytes: encodeStructuredChunk(replyFlagDone, ReplyChunk.none, request.cookie, 0).bytes,
+      };
     }
-    if (length === 0) {
-      return encodeStructuredChunk(replyFlagDone, ReplyChunk.none, request.cookie, 0).bytes;
+    const headerBytes = structured ? structuredReplyHeaderBytes + 8 : simpleReplyHeaderBytes;
+    const { bytes, release } = acquirePayload(buffers, headerBytes + length);
+    try {
+      if (structured) {
+        writeStructuredReadHeader(bytes, request.cookie, offset, length);
+      } else {
+        writeSimpleReplyHeader(bytes, 0, request.cookie);
+      }
+      await device.read(offset, bytes.subarray(headerBytes));
+    } catch (error) {
+      release();
+      throw error;
     }
-    const chunk = encodeStructuredChunk(
-      replyFlagDone, ReplyChunk.offsetData, request.cookie, 8 + length,
-    );
-    chunk.view.setBigUint64(structuredReplyHeaderBytes, BigInt(offset));
-    await this.settings.device.read(offset, chunk.bytes.subarray(structuredReplyHeaderBytes + 8));
-    return chunk.bytes;
+    return { bytes, release };
   }
 
   /** Input errors the device never sees: unknown verbs and flags, impossible ranges. */
@@ -271,6 +307,7 @@ export class Transmission {
 
   private finishWhenDone(): void {
     if (this.stopping && this.requestsInFlight === 0 && !this.finished) {
+      this.replies.flush();
       this.finished = true;
       this.sink.finish();
     }

@@ -8,6 +8,7 @@ import { NbdServer } from "../../nbd/server.ts";
 import { systemFiles } from "../../platform/files.ts";
 import { openIoEngine } from "../../platform/io/index.ts";
 import { bunNetwork } from "../../platform/network.ts";
+import { createPayloadPool } from "../../platform/payload-pool.ts";
 import { systemClock } from "../../platform/clock.ts";
 import { hostname } from "../../platform/host-name.ts";
 import type { Address, IoEngine, Listener } from "../../platform/types.ts";
@@ -75,9 +76,11 @@ export default defineCommand({
     if (options.verbose) warn(`io engine ${io.name}: ${ioChoice.reason}`);
     let device = await openDevice(io, stringArg(args.disk), stringArg(args.size));
     if (logDirectory) device = await throughTranslog(io, device, logDirectory, name);
+    const buffers = createPayloadPool();
     const server = new NbdServer({
       exports: [{ name, description: describeDisk(args.disk), device }],
       log: options.verbose ? warn : undefined,
+      buffers,
     });
     const listeners: Listener[] = [];
     let kernel: KernelExport | undefined;
@@ -115,6 +118,7 @@ export default defineCommand({
       await server.shutdown().catch((error) => warn(`final flush failed: ${error}`));
       await device.close();
       await io.close();
+      buffers.close();
       if (unixPath) removeUnixSocket(unixPath);
     }
     say("stopped");
