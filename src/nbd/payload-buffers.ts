@@ -1,4 +1,4 @@
-/** Where request payloads and read replies live: the heap, or memory the io engine reads directly. */
+/** Where request payloads and read replies live: the heap, or memory the io engine uses as is. */
 
 /**
  * Buffers for WRITE payloads and READ replies. A buffer goes back with `release` once the
