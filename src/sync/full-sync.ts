@@ -75,8 +75,11 @@ export async function runFullSync(options: FullSyncOptions): Promise<FullSyncOut
 /** Phase 1: resume the persisted cursor, or record the source's position before reading. */
 async function phase1Begin(options: FullSyncOptions): Promise<SyncCursor> {
   const persisted = await options.cursors.load();
-  if (persisted && persisted.sizeBytes <= options.target.sizeBytes) return persisted;
+  if (persisted?.phase === "replay") return persisted;
+  // Begin even when resuming: it names the resource to the source's session. A resumed sync
+  // keeps its first start position (blocks copied before may predate later writes).
   const begun = await options.peer.begin();
+  if (persisted && persisted.sizeBytes === begun.sizeBytes) return persisted;
   if (begun.sizeBytes > options.target.sizeBytes) {
     throw new MarsError("disk-too-small", `the sync source has ${begun.sizeBytes} bytes, ` +
       `this disk ${options.target.sizeBytes}`);

@@ -1,0 +1,95 @@
+// The sync over a message channel: CBOR round trip, equal disks, refusal, a lost connection.
+import { expect, test } from "bun:test";
+import { createMemoryDevice } from "../../../src/block/memory.ts";
+import { MarsError } from "../../../src/lib/errors.ts";
+import { decodeCbor, encodeCbor } from "../../../src/platform/cbor.ts";
+import { memoryCursorStore } from "../../../src/sync/cursor.ts";
+import { runFullSync } from "../../../src/sync/full-sync.ts";
+import {
+  RemoteSyncPeer, serveSyncSession, type SyncSourceLookup,
+} from "../../../src/sync/remote.ts";
+import { localSyncSource } from "../../../src/sync/source.ts";
+import { parseSyncMessage, type SyncMessage, type SyncWire } from "../../../src/sync/wire.ts";
+import { SimulatedClock } from "../../support/simulated-clock.ts";
+
+/** Two ends joined by a queue of CBOR frames; `cutAfter` frames from the source end it. */
+function channel(lookup: SyncSourceLookup, cutAfter = Infinity) {
+  let open = true;
+  let sourceFrames = 0;
+  const deliver = (target: (message: SyncMessage) => void, value: object) => {
+    const bytes = encodeCbor({ ...value, time: 1 });
+    queueMicrotask(() => {
+      if (!open) return;
+      const record = decodeCbor(bytes) as Record<string, unknown>;
+      target(parseSyncMessage(record, 1)!);
+    });
+  };
+  // Graceful close: frames already sent arrive first (as a connection's end() does).
+  const close = () => queueMicrotask(() => cut());
+  const cut = () => {
+    if (!open) return;
+    open = false;
+    queueMicrotask(() => peer.closed("cut"));
+  };
+  const targetWire: SyncWire = {
+    send: (message) => (deliver(server, message), true), close,
+  };
+  const sourceWire: SyncWire = {
+    send: (message) => {
+      if (++sourceFrames > cutAfter) cut();
+      else deliver((received) => peer.receive(received), message);
+      return true;
+    },
+    close,
+  };
+  const peer = new RemoteSyncPeer(targetWire, "r");
+  const server = serveSyncSession(sourceWire, lookup);
+  return peer;
+}
+
+function devices() {
+  const source = createMemoryDevice(300 * 1024);
+  const target = createMemoryDevice(300 * 1024);
+  for (let index = 0; index < source.bytes.length; index++) source.bytes[index] = index * 13;
+  target.bytes.set(source.bytes.subarray(0, 100_000));
+  const lookup: SyncSourceLookup = (resource) => resource !== "r"
+    ? { code: "unknown-resource", reason: "no such resource" }
+    : localSyncSource({ host: "alpha", view: source, reads: "device-view",
+      logEnd: () => ({ sequence: 2, offsetBytes: 500 }),
+      writebackPosition: () => ({ sequence: 2, offsetBytes: 100 }) });
+  return { source, target, lookup };
+}
+
+const geometry = { blockBytes: 4096, chunkBytes: 16 * 4096 };
+
+test("a sync over the channel makes the disks equal and records the source's position",
+  async () => {
+  const { source, target, lookup } = devices();
+  const outcome = await runFullSync({ target, peer: channel(lookup), geometry,
+    cursors: memoryCursorStore(), clock: new SimulatedClock() });
+  expect(Buffer.compare(source.bytes, target.bytes)).toBe(0);
+  expect(outcome.cursor.startPosition).toEqual({ sequence: 2, offsetBytes: 500 });
+  expect(outcome.cursor.endPosition).toEqual({ sequence: 2, offsetBytes: 500 });
+  expect(outcome.cursor.source).toBe("alpha");
+});
+
+test("an unknown resource is refused with its code", async () => {
+  const { target, lookup } = devices();
+  const peer = channel((resource) => lookup(`${resource}-other`));
+  const running = runFullSync({ target, peer, geometry, cursors: memoryCursorStore(),
+    clock: new SimulatedClock() });
+  expect(running).rejects.toMatchObject({ code: "unknown-resource" });
+});
+
+test("a lost connection fails the sync; a new one resumes from the cursor", async () => {
+  const { source, target, lookup } = devices();
+  const cursors = memoryCursorStore();
+  const clock = new SimulatedClock();
+  const first = runFullSync({ target, peer: channel(lookup, 3), geometry, cursors, clock,
+    windowChunks: 1, persistEveryChunks: 1 });
+  expect(first).rejects.toBeInstanceOf(MarsError);
+  await first.catch(() => {});
+  expect(cursors.current?.copiedBytes).toBe(2 * geometry.chunkBytes);
+  await runFullSync({ target, peer: channel(lookup), geometry, cursors, clock });
+  expect(Buffer.compare(source.bytes, target.bytes)).toBe(0);
+});
