@@ -132,3 +132,49 @@ describe("nbd transmission", () => {
     expect(flushes).toBe(1);
   });
 });
+
+describe("nbd payload buffers", () => {
+  /** Counts what is out, so a leak (or a double release) shows. */
+  function countingBuffers() {
+    const out = new Set<Uint8Array>();
+    return {
+      out,
+      acquired: 0,
+      acquire(sizeBytes: number) {
+        const buffer = new Uint8Array(sizeBytes);
+        out.add(buffer);
+        this.acquired++;
+        return buffer;
+      },
+      release(buffer: Uint8Array) {
+        expect(out.delete(buffer)).toBe(true);
+      },
+    };
+  }
+
+  test("every payload and read reply buffer goes back, also when a client vanishes", async () => {
+    const buffers = countingBuffers();
+    const server = new NbdServer({
+      exports: [{ name: "disk", device: createMemoryDevice(deviceBytes) }], buffers,
+    });
+    const pair = connectionPair();
+    const serverHandlers = server.accept(pair.server);
+    const client = await connectNbdDevice(async (handlers) => {
+      pair.attach(handlers, serverHandlers);
+      return pair.client;
+    });
+    await client.write(0, pattern(1 << 20, 1), { fua: false });
+    const back = new Uint8Array(1 << 20);
+    await Promise.all([client.read(0, back), client.read(4096, new Uint8Array(4096))]);
+    expect(back).toEqual(pattern(1 << 20, 1));
+    // Half a large payload, then the client is gone: the collecting buffer must come back.
+    pair.client.write(encodeRequest({ flags: 0, type: Command.write, cookie: 5n, offset: 0,
+      lengthBytes: 1 << 20 }));
+    pair.client.write(new Uint8Array(100_000));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    pair.client.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(buffers.acquired).toBeGreaterThanOrEqual(4);
+    expect(buffers.out.size).toBe(0);
+  });
+});
