@@ -46,6 +46,8 @@ export const keys = {
   user: (path: string) => `user/${path}`,
   /** Owned by the host: what its engine is actually doing for the resource. */
   actual: (resource: string, host: string) => `resource/${resource}/actual/${host}`,
+  /** Owned by the host: its replication state (positions, lags, rates; src/replication). */
+  replication: (resource: string, host: string) => `resource/${resource}/replication/${host}`,
 } as const;
 
 export const keyLengthMax = 256;
@@ -68,7 +70,8 @@ export function parseKey(key: string): KeyShape | undefined {
   if (parts.length === 3 && (third === "size" || third === "primary")) {
     return { kind: third, resource };
   }
-  if (parts.length === 4 && (third === "member" || third === "actual") && valid(fourth)) {
+  const owned = third === "member" || third === "actual" || third === "replication";
+  if (parts.length === 4 && owned && valid(fourth)) {
     return { kind: third, owner: fourth, resource };
   }
   const isSwitch = (switchNames as readonly string[]).includes(fifth ?? "");

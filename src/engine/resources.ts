@@ -51,7 +51,8 @@ export class ResourceManager {
     private readonly logger: Logger,
   ) {
     map.onChange((entry) => {
-      if (entry.key.startsWith("resource/") && !entry.key.includes("/actual/")) this.request();
+      if (entry.key.startsWith("resource/") && !entry.key.includes("/actual/") &&
+        !entry.key.includes("/replication/")) this.request();
     });
   }
 

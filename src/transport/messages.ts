@@ -8,8 +8,8 @@ export const nonceBytes = 32;
 export const proofBytes = 32;
 /**
  * Channel kinds get separate connections, so bulk traffic never queues behind metadata: the
- * metadata channel is served now; "log" (logfile streaming) and "sync" (full sync) are
- * reserved for the replication engine and refused until it exists.
+ * metadata channel carries the map, "log" streams logfiles (src/replication), "sync" is
+ * reserved for the full sync.
  */
 export const channelKinds = ["metadata", "join", "log", "sync"] as const;
 export type ChannelKind = (typeof channelKinds)[number];
@@ -25,7 +25,21 @@ export type Message =
   | { type: "batch"; batch: Batch; time: number }
   | { type: "heartbeat"; time: number }
   | { type: "join"; host: string; address: string; time: number }
-  | { type: "joined"; time: number };
+  | { type: "joined"; time: number }
+  // --- the "log" channel (src/replication, docs/replication.md) ---
+  | { type: "log-fetch"; resource: string; sequence: number; origin: string; offset: number;
+      verify: boolean; time: number }
+  | { type: "log-ack"; bytes: number; time: number }
+  | { type: "log-data"; sequence: number; offset: number; compressed: boolean;
+      bytes: Uint8Array; rawBytes: number; checksum: number; time: number }
+  | { type: "log-finished"; sequence: number; lengthBytes: number; time: number }
+  | { type: "log-status"; sequence: number; durableOffset: number; pendingBytes: number;
+      time: number };
+
+/** Logfile bytes one "log-data" frame carries (before compression). */
+export const logChunkBytesMax = 256 * 1024;
+/** zstd may grow incompressible input a little; a stored chunk is never larger than this. */
+const logChunkStoredBytesMax = logChunkBytesMax + 4096;
 
 const stringBytesMax = 1024;
 
@@ -82,6 +96,23 @@ function batch(value: unknown): Batch {
   return parsed;
 }
 
+function logData(record: Record<string, unknown>, time: number): Message {
+  const stored = record.bytes;
+  if (!(stored instanceof Uint8Array) || stored.length > logChunkStoredBytesMax) {
+    fail("log data bytes");
+  }
+  const rawBytes = count(record.rawBytes, "rawBytes");
+  if (rawBytes === 0 || rawBytes > logChunkBytesMax) fail("log data length");
+  const compressed = record.compressed === true;
+  if (!compressed && stored.length !== rawBytes) fail("uncompressed log data length");
+  const checksum = count(record.checksum, "checksum");
+  if (checksum > 0xffff_ffff) fail("log data checksum");
+  return {
+    type: "log-data", sequence: count(record.sequence, "sequence"),
+    offset: count(record.offset, "offset"), compressed, bytes: stored, rawBytes, checksum, time,
+  };
+}
+
 /** Checks a decoded frame and returns it typed; anything unexpected is a protocol error. */
 export function parseMessage(value: unknown): Message {
   if (typeof value !== "object" || value === null) fail("not a map");
@@ -111,6 +142,16 @@ export function parseMessage(value: unknown): Message {
     case "join": return { type: "join", host: text(record.host, "host"),
       address: text(record.address, "address"), time };
     case "joined": return { type: "joined", time };
+    case "log-fetch": return { type: "log-fetch", resource: text(record.resource, "resource"),
+      sequence: count(record.sequence, "sequence"), origin: text(record.origin, "origin"),
+      offset: count(record.offset, "offset"), verify: record.verify === true, time };
+    case "log-ack": return { type: "log-ack", bytes: count(record.bytes, "bytes"), time };
+    case "log-data": return logData(record, time);
+    case "log-finished": return { type: "log-finished", sequence: count(record.sequence,
+      "sequence"), lengthBytes: count(record.lengthBytes, "lengthBytes"), time };
+    case "log-status": return { type: "log-status", sequence: count(record.sequence, "sequence"),
+      durableOffset: count(record.durableOffset, "durableOffset"),
+      pendingBytes: count(record.pendingBytes, "pendingBytes"), time };
     default: fail(`unknown type '${String(record.type)}'`);
   }
 }
