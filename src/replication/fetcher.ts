@@ -1,0 +1,498 @@
+/** The fetching side of log shipping: copies a peer's logfiles here verbatim, durably, in order. */
+import { assert } from "../lib/assert.ts";
+import { isMarsError, MarsError } from "../lib/errors.ts";
+import { decodeLogfileHeader, logfileHeaderBytes } from "../log/format.ts";
+import { digestText, sameDigest, type LogPosition } from "../log/position.ts";
+import { scanLogfile } from "../log/reader.ts";
+import { crc32 } from "../platform/hash.ts";
+import { zstdDecompress } from "../platform/compress.ts";
+import type { Address, Network, Storage, TimerHandle, Clock } from "../platform/types.ts";
+import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
+import { logChunkBytesMax, type Message } from "../transport/messages.ts";
+import { PeerLink } from "../transport/peer-link.ts";
+import {
+  chainDigestOfFile, localLogfiles, logfilePath, type LocalLogfile,
+} from "./log-files.ts";
+import { fetchWindowBytesMax, type LogExtent } from "./log-server.ts";
+
+/** Received bytes waiting to be written here; the server's window bounds them. */
+export const fetchQueueBytesMax = fetchWindowBytesMax + logChunkBytesMax;
+
+export type FetchState =
+  | "paused" | "connecting" | "streaming" | "no-source" | "source-missing"
+  | "source-defective" | "split-brain" | "failed";
+
+export interface FetcherOptions {
+  readonly resource: string;
+  readonly directory: string;
+  readonly storage: Storage;
+  readonly clock: Clock;
+  readonly network: Network;
+  readonly context: ChannelContext;
+  /** Bytes per second at most (0: unlimited). */
+  readonly rateBytesPerSecondMax: number;
+  /** New durable bytes are here (the replayer may go on). */
+  readonly progressed: () => void;
+  readonly log: (level: "info" | "warn" | "error", event: string,
+    fields: Record<string, unknown>) => void;
+}
+
+export interface FetchSource {
+  readonly peer: string;
+  readonly address: Address;
+}
+
+interface LocalCopy extends LocalLogfile {
+  /** Bytes written and fdatasync'ed here. */
+  syncedBytes: number;
+  /** Set once the source said the file ends here and every byte is synced. */
+  finished: boolean;
+  chainDigest?: Uint8Array;
+}
+
+type QueueItem =
+  | { kind: "data"; session: number; sequence: number; offset: number; bytes: Uint8Array }
+  | { kind: "finish"; session: number; sequence: number; lengthBytes: number };
+
+export class Fetcher {
+  state: FetchState = "paused";
+  /** Why the state is what it is (split brain, refusal, failure), "" when nothing is wrong. */
+  problem = "";
+  source: FetchSource | undefined;
+  /** The source's durable end, as last reported. */
+  sourceEnd: LogPosition | undefined;
+  /** Bytes the source has that are not durable here yet, as last reported. */
+  pendingBytes = 0;
+  /** Bytes made durable here since start (for rates). */
+  syncedBytesTotal = 0;
+  private readonly copies = new Map<number, LocalCopy>();
+  /** The logfile being fetched and how much of it has arrived (queued or written). */
+  private sequence = 1;
+  private receivedBytes = 0;
+  private readonly queue: QueueItem[] = [];
+  private queuedBytes = 0;
+  private writing = false;
+  private link: PeerLink | undefined;
+  private session: Session | undefined;
+  private sessionNumber = 0;
+  private sessionAckedBytes = 0;
+  private sessionSyncedBytes = 0;
+  private ackTimer: TimerHandle | undefined;
+  private rateWindowStartMs = 0;
+  private rateWindowBytes = 0;
+  private verifyNext = false;
+
+  constructor(private readonly options: FetcherOptions) {}
+
+  /** Loads the local copies; a newest copy with a damaged tail is cut back to its last record. */
+  async load(): Promise<void> {
+    const { storage, directory } = this.options;
+    const listed = [...(await localLogfiles(storage, directory)).values()]
+      .sort((left, right) => left.sequence - right.sequence);
+    for (const [index, file] of listed.entries()) {
+      const status = await storage.files.status(file.path);
+      const newest = index === listed.length - 1;
+      const copy = { ...file, syncedBytes: status?.sizeBytes ?? 0, finished: !newest };
+      this.copies.set(file.sequence, copy);
+      if (newest) await this.trimNewest(copy);
+    }
+    const newest = listed.at(-1);
+    this.sequence = newest ? newest.sequence : 1;
+    const copy = this.copies.get(this.sequence);
+    this.receivedBytes = copy?.syncedBytes ?? 0;
+  }
+
+  private async trimNewest(copy: LocalCopy): Promise<void> {
+    let keep = copy.syncedBytes;
+    try {
+      const scan = await scanLogfile(this.options.storage, copy.path);
+      keep = scan.tornTail ? scan.tornTail.offset : scan.endOffset;
+    } catch (error) {
+      if (!isMarsError(error) || error.code !== "defective-log") throw error;
+      const details = error.details as { offset?: number; headerProblem?: boolean } | undefined;
+      keep = details?.headerProblem ? 0 : details?.offset ?? 0;
+    }
+    if (keep < logfileHeaderBytes) {
+      await this.options.storage.files.remove(copy.path);
+      this.copies.delete(copy.sequence);
+      return;
+    }
+    if (keep < copy.syncedBytes) await this.truncate(copy, keep);
+  }
+
+  /** Where fetching stands: the end of what is durable here. */
+  get fetchedEnd(): LogPosition {
+    const copy = this.copies.get(this.sequence);
+    if (copy) return { sequence: copy.sequence, offsetBytes: copy.syncedBytes };
+    const previous = this.copies.get(this.sequence - 1);
+    if (previous) return { sequence: previous.sequence, offsetBytes: previous.syncedBytes };
+    return { sequence: this.sequence, offsetBytes: 0 };
+  }
+
+  /** What the replayer may read of logfile `sequence` here: durable bytes only. */
+  extent(sequence: number): LogExtent | undefined {
+    const copy = this.copies.get(sequence);
+    if (!copy || copy.syncedBytes < logfileHeaderBytes) return undefined;
+    return { lengthBytes: copy.syncedBytes, finished: copy.finished };
+  }
+
+  /** The oldest logfile here, if any. */
+  get oldestSequence(): number | undefined {
+    const sequences = [...this.copies.keys()];
+    return sequences.length === 0 ? undefined : Math.min(...sequences);
+  }
+
+  logfile(sequence: number): LocalLogfile | undefined {
+    return this.copies.get(sequence);
+  }
+
+  /** Fetches from `source` (or stops fetching with undefined). */
+  start(source: FetchSource | undefined): void {
+    if (this.state === "split-brain") return;
+    if (this.link && source && this.source?.peer === source.peer) {
+      this.link.address = source.address;
+      return;
+    }
+    this.stop();
+    this.source = source;
+    if (!source) {
+      this.state = "no-source";
+      return;
+    }
+    this.state = "connecting";
+    this.link = new PeerLink(source.peer, source.address, this.options.network,
+      this.options.context, "log", {
+        opened: (session) => this.opened(session),
+        failed: (reason) => {
+          if (this.state === "streaming" || this.state === "connecting") {
+            this.state = "connecting";
+            this.problem = reason;
+          }
+        },
+      });
+    this.link.start();
+  }
+
+  /** Stops fetching; what arrived is still written. */
+  stop(): void {
+    this.link?.stop();
+    this.link = undefined;
+    this.session = undefined;
+    this.ackTimer?.cancel();
+    if (this.state !== "split-brain") this.state = "paused";
+  }
+
+  /**
+   * Repairs a damaged local copy: logfile `sequence` is cut at `offset` (a record boundary, the
+   * defective record), later copies are removed, and fetching resumes there with the source
+   * verifying its own copy first.
+   */
+  async repair(sequence: number, offset: number): Promise<void> {
+    const source = this.source;
+    this.stop();
+    await this.drained();
+    const copy = this.copies.get(sequence);
+    assert(copy !== undefined, "a repaired logfile exists here");
+    for (const later of [...this.copies.values()].filter((item) => item.sequence > sequence)) {
+      await this.options.storage.files.remove(later.path);
+      this.copies.delete(later.sequence);
+    }
+    await this.truncate(copy, offset);
+    copy.finished = false;
+    copy.chainDigest = undefined;
+    this.sequence = sequence;
+    this.receivedBytes = offset;
+    this.verifyNext = true;
+    this.options.log("warn", "log-repair", { resource: this.options.resource, sequence, offset });
+    if (source) this.start(source);
+  }
+
+  private async truncate(copy: LocalCopy, lengthBytes: number): Promise<void> {
+    const { files, io } = this.options.storage;
+    const fd = await files.open(copy.path, {});
+    try {
+      await files.truncate(fd, lengthBytes);
+      await io.submit([{ kind: "fsync", fd, dataOnly: false }]);
+    } finally {
+      await files.close(fd);
+    }
+    copy.syncedBytes = lengthBytes;
+  }
+
+  private opened(session: Session): SessionHandlers {
+    this.session = session;
+    this.sessionNumber++;
+    this.sessionAckedBytes = 0;
+    this.sessionSyncedBytes = 0;
+    this.state = "streaming";
+    this.problem = "";
+    const origin = this.copies.get(this.sequence)?.origin ?? "";
+    session.send({
+      type: "log-fetch", resource: this.options.resource, sequence: this.sequence, origin,
+      offset: this.receivedBytes, verify: this.verifyNext,
+    });
+    const number = this.sessionNumber;
+    return {
+      message: (message) => {
+        if (number === this.sessionNumber) this.onMessage(session, message);
+      },
+      closed: (reason) => {
+        if (this.session === session) this.session = undefined;
+        if (this.state === "streaming") this.state = "connecting";
+        this.options.log("info", "log-stream-closed", {
+          resource: this.options.resource, peer: session.peer, reason,
+        });
+      },
+    };
+  }
+
+  private onMessage(session: Session, message: Message): void {
+    if (message.type === "log-data") return this.onData(session, message);
+    if (message.type === "log-finished") {
+      if (message.sequence !== this.sequence || message.lengthBytes !== this.receivedBytes) {
+        return this.dropSession(session, "log-finished does not match what arrived");
+      }
+      this.enqueue({ kind: "finish", session: this.sessionNumber, ...message });
+      this.sequence++;
+      this.receivedBytes = 0;
+      return;
+    }
+    if (message.type === "log-status") {
+      this.sourceEnd = { sequence: message.sequence, offsetBytes: message.durableOffset };
+      this.pendingBytes = message.pendingBytes;
+      return;
+    }
+    if (message.type === "refusal") return this.onRefusal(message.code, message.reason);
+  }
+
+  private onData(session: Session, message: Extract<Message, { type: "log-data" }>): void {
+    if (message.sequence !== this.sequence || message.offset !== this.receivedBytes) {
+      return this.dropSession(session, `data for ${message.sequence}@${message.offset}, ` +
+        `expected ${this.sequence}@${this.receivedBytes}`);
+    }
+    let bytes = message.bytes;
+    if (message.compressed) {
+      try {
+        bytes = zstdDecompress(message.bytes);
+      } catch {
+        return this.dropSession(session, "log data does not decompress");
+      }
+    }
+    if (bytes.length !== message.rawBytes || crc32(bytes) !== message.checksum) {
+      return this.dropSession(session, "log data checksum mismatch");
+    }
+    if (this.queuedBytes + bytes.length > fetchQueueBytesMax) {
+      return this.dropSession(session, "the source overran the fetch window");
+    }
+    this.verifyNext = false;
+    this.enqueue({
+      kind: "data", session: this.sessionNumber, sequence: message.sequence,
+      offset: message.offset, bytes: bytes.slice(),
+    });
+    this.receivedBytes += bytes.length;
+  }
+
+  private onRefusal(code: string, reason: string): void {
+    this.problem = reason;
+    this.options.log("warn", "log-fetch-refused", {
+      resource: this.options.resource, code, reason,
+    });
+    if (code === "split-brain") this.splitBrain(reason);
+    else if (code === "defective-log") this.state = "source-defective";
+    else if (code === "not-found") this.state = "source-missing";
+    else this.state = "failed";
+  }
+
+  private splitBrain(reason: string): void {
+    this.stop();
+    this.state = "split-brain";
+    this.problem = reason;
+    this.options.log("error", "split-brain", { resource: this.options.resource, reason });
+  }
+
+  /** A misbehaving stream is dropped; the link reconnects and resumes from what arrived. */
+  private dropSession(session: Session, reason: string): void {
+    this.options.log("warn", "log-stream-dropped", { resource: this.options.resource, reason });
+    session.close();
+  }
+
+  private enqueue(item: QueueItem): void {
+    this.queue.push(item);
+    if (item.kind === "data") this.queuedBytes += item.bytes.length;
+    assert(this.queuedBytes <= fetchQueueBytesMax, "fetched bytes queued within the limit");
+    void this.write();
+  }
+
+  private async drained(): Promise<void> {
+    while (this.writing || this.queue.length > 0) {
+      await new Promise<void>((resolve) => this.options.clock.setTimer(1, resolve));
+    }
+  }
+
+  /** Phase "append": writes queued bytes in order, fdatasyncs, then acknowledges them. */
+  private async write(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    try {
+      while (this.queue.length > 0 && this.state !== "split-brain") {
+        const head = this.queue[0]!;
+        if (head.kind === "finish") {
+          this.queue.shift();
+          await this.phaseFinish(head.sequence, head.lengthBytes);
+          continue;
+        }
+        const items = this.takeContiguous(head.sequence);
+        const appended = await this.phaseAppend(items);
+        if (!appended) break;
+      }
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      this.state = "failed";
+      this.problem = error.message;
+      this.options.log("error", "log-fetch-failed", {
+        resource: this.options.resource, reason: error.message,
+      });
+      this.stop();
+      this.state = "failed";
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private takeContiguous(sequence: number) {
+    const items: Extract<QueueItem, { kind: "data" }>[] = [];
+    for (const item of this.queue) {
+      if (item.kind !== "data" || item.sequence !== sequence) break;
+      items.push(item);
+    }
+    return items;
+  }
+
+  /** Returns false when a new logfile's header has not fully arrived yet. */
+  private async phaseAppend(items: Extract<QueueItem, { kind: "data" }>[]): Promise<boolean> {
+    const first = items[0]!;
+    let copy = this.copies.get(first.sequence);
+    if (!copy) {
+      const bytes = items.reduce((sum, item) => sum + item.bytes.length, 0);
+      if (bytes < logfileHeaderBytes) return false;
+      copy = await this.phaseCreate(first.sequence, joinBytes(items));
+      if (!copy) return false;
+    }
+    assert(first.offset === copy.syncedBytes, "fetched bytes are appended at the end");
+    const { files, io } = this.options.storage;
+    const fd = await files.open(copy.path, {});
+    try {
+      let offset = copy.syncedBytes;
+      const operations = items.map((item) => {
+        const operation = { kind: "write" as const, fd, offset, buffer: item.bytes };
+        offset += item.bytes.length;
+        return operation;
+      });
+      const results = await io.submit([...operations, { kind: "fsync", fd, dataOnly: true }],
+        { ordered: true });
+      const failed = results.find((result) => !result.ok);
+      if (failed && !failed.ok) {
+        throw new MarsError(failed.errno === "ENOSPC" ? "no-space" : "io",
+          `${copy.path}: append failed: ${failed.message}`);
+      }
+      this.queue.splice(0, items.length);
+      for (const item of items) this.queuedBytes -= item.bytes.length;
+      copy.syncedBytes = offset;
+    } finally {
+      await files.close(fd);
+    }
+    const current = items.filter((item) => item.session === this.sessionNumber);
+    const bytes = current.reduce((sum, item) => sum + item.bytes.length, 0);
+    this.syncedBytesTotal += items.reduce((sum, item) => sum + item.bytes.length, 0);
+    this.sessionSyncedBytes += bytes;
+    this.acknowledge(bytes);
+    this.options.progressed();
+    return true;
+  }
+
+  /**
+   * Phase "create": the first bytes of a new logfile. Its header must continue the local chain
+   * (name the chain digest of the previous logfile here); otherwise the histories diverged and
+   * nothing of it is written.
+   */
+  private async phaseCreate(sequence: number, start: Uint8Array) {
+    const header = decodeLogfileHeader(start.subarray(0, logfileHeaderBytes));
+    if (typeof header === "string" || header.sequence !== sequence ||
+      header.resource !== this.options.resource) {
+      this.splitBrain(`logfile ${sequence} from the source has a bad header`);
+      return undefined;
+    }
+    const previous = this.copies.get(sequence - 1);
+    if (previous) {
+      previous.chainDigest ??= await chainDigestOfFile(this.options.storage, previous.path,
+        previous.syncedBytes);
+      if (!sameDigest(previous.chainDigest, header.previousDigest)) {
+        this.splitBrain(`logfile ${sequence} (${header.origin}) continues chain ` +
+          `${digestText(header.previousDigest).slice(0, 16)}, but logfile ${sequence - 1} ` +
+          `here ends chain ${digestText(previous.chainDigest).slice(0, 16)}`);
+        return undefined;
+      }
+    }
+    const path = logfilePath(this.options.directory, sequence, header.origin);
+    const { files, io } = this.options.storage;
+    await files.makeDirectory(this.options.directory);
+    const fd = await files.open(path, { create: true, exclusive: true });
+    try {
+      await io.submit([{ kind: "fsync", fd, dataOnly: false }]);
+    } finally {
+      await files.close(fd);
+    }
+    await files.syncDirectory(this.options.directory);
+    const copy: LocalCopy = {
+      sequence, origin: header.origin, path, syncedBytes: 0, finished: false,
+    };
+    this.copies.set(sequence, copy);
+    return copy;
+  }
+
+  /** Phase "finish": the source says the logfile ends; every byte of it is durable here. */
+  private async phaseFinish(sequence: number, lengthBytes: number): Promise<void> {
+    const copy = this.copies.get(sequence);
+    if (!copy || copy.syncedBytes !== lengthBytes) {
+      this.splitBrain(`logfile ${sequence} ends at ${lengthBytes} at the source but holds ` +
+        `${copy?.syncedBytes ?? 0} bytes here`);
+      return;
+    }
+    copy.finished = true;
+    this.options.progressed();
+  }
+
+  /** Acknowledges durable bytes, no faster than the rate limit allows. */
+  private acknowledge(bytes: number): void {
+    const limit = this.options.rateBytesPerSecondMax;
+    const now = this.options.clock.monotonicMs();
+    if (now - this.rateWindowStartMs >= 1000) {
+      this.rateWindowStartMs = now;
+      this.rateWindowBytes = 0;
+    }
+    this.rateWindowBytes += bytes;
+    const send = () => {
+      this.ackTimer = undefined;
+      if (this.sessionAckedBytes === this.sessionSyncedBytes) return;
+      this.sessionAckedBytes = this.sessionSyncedBytes;
+      this.session?.send({ type: "log-ack", bytes: this.sessionAckedBytes });
+    };
+    if (limit > 0 && this.rateWindowBytes > limit) {
+      const delayMs = (this.rateWindowBytes / limit) * 1000 - (now - this.rateWindowStartMs);
+      this.ackTimer ??= this.options.clock.setTimer(Math.max(1, delayMs), send);
+      return;
+    }
+    if (!this.ackTimer) send();
+  }
+}
+
+function joinBytes(items: readonly { bytes: Uint8Array }[]): Uint8Array {
+  const total = items.reduce((sum, item) => sum + item.bytes.length, 0);
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const item of items) {
+    joined.set(item.bytes, offset);
+    offset += item.bytes.length;
+  }
+  return joined;
+}

@@ -1,0 +1,211 @@
+/** The engine's replication: serves logs, runs a replica per secondary, publishes their state. */
+import { keys } from "../cluster/keys.ts";
+import type { MetadataMap } from "../cluster/metadata-map.ts";
+import type { LogPosition } from "../log/position.ts";
+import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/types.ts";
+import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
+import { directorySource, serveLogSession, type LogSource } from "./log-server.ts";
+import { Replica } from "./replica.ts";
+import type { ReplicationReport } from "./report.ts";
+
+/** How often each resource's replication state is sampled and, when changed, published. */
+export const reportIntervalMs = 500;
+
+/** The primary's log as replication sees it (the translog device provides these). */
+export interface PrimaryLog {
+  readonly logEnd: LogPosition;
+  readonly durableEnd: LogPosition;
+  readonly writebackPosition: LogPosition;
+}
+
+export interface ReplicationServiceOptions {
+  readonly map: MetadataMap;
+  readonly host: string;
+  readonly storage: Storage;
+  readonly clock: Clock;
+  readonly network: Network;
+  readonly context: ChannelContext;
+  /** Where a member's engine listens, from its member key. */
+  readonly addressOf: (host: string) => Address | undefined;
+  readonly log: (level: "info" | "warn" | "error", event: string,
+    fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
+}
+
+interface Served {
+  readonly source: LogSource;
+  readonly primary?: PrimaryLog;
+  sample?: { atMs: number; end: LogPosition; rate: number };
+}
+
+export class ReplicationService {
+  private readonly replicas = new Map<string, Replica>();
+  private readonly served = new Map<string, Served>();
+  private readonly published = new Map<string, string>();
+  private readonly sessions = new Set<Session>();
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: ReplicationServiceOptions) {
+    options.map.onChange((entry) => {
+      const [first, resource, third] = entry.key.split("/");
+      if (first === "resource" && resource && (third === "todo" || third === "primary")) {
+        this.configure(resource);
+      } else if (first === "member") {
+        for (const name of this.replicas.keys()) this.configure(name);
+      }
+    });
+    this.schedule();
+  }
+
+  /** Handles an accepted "log" session (a peer fetching from us). */
+  serve(session: Session): SessionHandlers {
+    this.sessions.add(session);
+    const handlers = serveLogSession(session, {
+      storage: this.options.storage, clock: this.options.clock,
+      source: (resource) => this.served.get(resource)?.source,
+      log: (level, event, fields) => this.log(level, event, fields),
+    });
+    return {
+      ...handlers,
+      closed: (reason) => {
+        this.sessions.delete(session);
+        handlers.closed(reason);
+      },
+    };
+  }
+
+  /** Serves the primary's log of `resource` until the returned function is called. */
+  attachPrimary(resource: string, directory: string, primary: PrimaryLog): () => void {
+    this.served.set(resource, {
+      source: directorySource(this.options.storage, directory, () => primary.durableEnd),
+      primary,
+    });
+    return () => {
+      this.served.delete(resource);
+    };
+  }
+
+  /** Starts fetch and replay of `resource` onto `disk`; the result stops them again. */
+  async attachSecondary(
+    resource: string, disk: string, directory: string,
+  ): Promise<() => Promise<void>> {
+    const replica = await Replica.open({
+      resource, disk, directory, storage: this.options.storage, clock: this.options.clock,
+      network: this.options.network, context: this.options.context,
+      log: (level, event, fields) => this.log(level, event, { resource, ...fields }),
+      changed: () => {},
+    });
+    this.replicas.set(resource, replica);
+    const fetcher = replica.fetcher;
+    this.served.set(resource, {
+      source: directorySource(this.options.storage, directory, () => fetcher.fetchedEnd,
+        (sequence) => {
+          const extent = fetcher.extent(sequence);
+          return extent?.finished ? extent.lengthBytes : undefined;
+        }),
+    });
+    this.configure(resource);
+    return async () => {
+      this.replicas.delete(resource);
+      this.served.delete(resource);
+      await replica.close();
+    };
+  }
+
+  /** The replica of `resource` on this host (for the sync and lifetime code). */
+  replica(resource: string): Replica | undefined {
+    return this.replicas.get(resource);
+  }
+
+  /** Where each resource's log ends as this host knows it now (wait-sync's target). */
+  positions(): Record<string, LogPosition> {
+    const result: Record<string, LogPosition> = {};
+    for (const [resource, served] of this.served) {
+      if (served.primary) result[resource] = served.primary.logEnd;
+    }
+    for (const [resource, replica] of this.replicas) {
+      const end = replica.fetcher.sourceEnd;
+      if (end) result[resource] = end;
+    }
+    return result;
+  }
+
+  private configure(resource: string): void {
+    const replica = this.replicas.get(resource);
+    if (!replica || this.stopped) return;
+    const { map, host } = this.options;
+    const fetch = map.get(keys.todo(resource, host, "fetch")) === true;
+    const replay = map.get(keys.todo(resource, host, "replay")) === true;
+    const primary = map.get(keys.primary(resource));
+    let source;
+    if (typeof primary === "string" && primary !== "" && primary !== host) {
+      const address = this.options.addressOf(primary);
+      if (address) source = { peer: primary, address };
+    }
+    replica.configure({ fetch, replay }, source);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = this.options.clock.setTimer(reportIntervalMs, () => {
+      this.publishAll();
+      this.schedule();
+    });
+  }
+
+  private publishAll(): void {
+    for (const [resource, replica] of this.replicas) this.publish(resource, replica.report());
+    for (const [resource, served] of this.served) {
+      if (served.primary) this.publish(resource, this.primaryReport(served, served.primary));
+    }
+  }
+
+  private primaryReport(served: Served, primary: PrimaryLog): ReplicationReport {
+    const now = this.options.clock.monotonicMs();
+    const end = primary.durableEnd;
+    const previous = served.sample;
+    let rate = previous?.rate ?? 0;
+    if (previous && now - previous.atMs >= reportIntervalMs / 2) {
+      const bytes = end.sequence === previous.end.sequence
+        ? end.offsetBytes - previous.end.offsetBytes : end.offsetBytes;
+      rate = Math.round((Math.max(0, bytes) * 1000) / (now - previous.atMs));
+    }
+    if (!previous || now - previous.atMs >= reportIntervalMs / 2) {
+      served.sample = { atMs: now, end, rate };
+    }
+    return {
+      status: "primary", consistent: true, logEnd: primary.logEnd, fetched: end,
+      replayed: primary.writebackPosition, fetchLagBytes: 0, replayLagBytes: 0,
+      fetchRateBytesPerSecond: 0, replayRateBytesPerSecond: 0, writeRateBytesPerSecond: rate,
+      source: null, fetchState: "serving", replayState: "writeback", defect: null, problem: null,
+      syncPercent: null, syncEtaSeconds: null, emergency: false,
+      reportedMs: Math.floor(this.options.clock.nowMs()),
+    };
+  }
+
+  /** Publishes when anything but the report time changed. */
+  private publish(resource: string, report: ReplicationReport): void {
+    const { reportedMs: _ignored, ...content } = report;
+    const text = JSON.stringify(content);
+    if (this.published.get(resource) === text) return;
+    this.published.set(resource, text);
+    this.options.map.set(keys.replication(resource, this.options.host), report);
+  }
+
+  private log(level: "info" | "warn" | "error", event: string, fields: Record<string, unknown>) {
+    const flat: Record<string, string | number | boolean | undefined> = {};
+    for (const [key, value] of Object.entries(fields)) {
+      flat[key] = typeof value === "object" && value !== null ? JSON.stringify(value)
+        : value as string | number | boolean | undefined;
+    }
+    this.options.log(level, event, flat);
+  }
+
+  /** Stops publishing; replicas are closed by their detach. Publishes a last report first. */
+  stop(): void {
+    this.publishAll();
+    this.stopped = true;
+    this.timer?.cancel();
+    for (const session of [...this.sessions]) session.close();
+  }
+}
