@@ -3,6 +3,7 @@ import { MarsError } from "../lib/errors.ts";
 import { openFileDevice } from "../block/file.ts";
 import { NbdServer } from "../nbd/server.ts";
 import type { Clock, FileLocks, Network, Storage } from "../platform/types.ts";
+import type { LogPosition } from "../log/position.ts";
 import { openTranslog } from "../translog/translog.ts";
 
 export interface AttachSpec {
@@ -21,6 +22,12 @@ export interface AttachSpec {
 export interface Attached {
   /** How clients reach the device ("" when not exported). */
   readonly exportAddress: string;
+  /** The primary's log positions, which replication serves and publishes. */
+  readonly primaryLog?: {
+    readonly logEnd: LogPosition;
+    readonly durableEnd: LogPosition;
+    readonly writebackPosition: LogPosition;
+  };
   detach(): Promise<void>;
 }
 
@@ -104,6 +111,7 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
         const kernel = effects.kernel ? await effects.kernel(server, spec.resource) : undefined;
         return {
           exportAddress: kernel ? `${kernel.devicePath} ${socketAddress}` : socketAddress,
+          primaryLog: device,
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

@@ -8,7 +8,9 @@ import { MetadataSync } from "../cluster/sync.ts";
 import type { Address, Listener, Network, Random, Clock, TimerHandle } from "../platform/types.ts";
 import type { Home, Identity } from "../store/home.ts";
 import { homeFormat } from "../store/home.ts";
-import { acceptChannel, type ChannelContext, type Session } from "../transport/channel.ts";
+import {
+  acceptChannel, type ChannelContext, type Session, type SessionHandlers,
+} from "../transport/channel.ts";
 import type { Message } from "../transport/messages.ts";
 import { PeerLink, type BackoffOptions } from "../transport/peer-link.ts";
 import type { Logger } from "./logger.ts";
@@ -69,6 +71,8 @@ export class ClusterNode {
   private saving: Promise<void> | undefined;
   private saveAgain = false;
   private stopped = false;
+  /** Serves accepted "log" sessions (set by the replication service). */
+  logSessions: ((session: Session) => SessionHandlers) | undefined;
 
   constructor(
     readonly identity: Identity,
@@ -140,12 +144,13 @@ export class ClusterNode {
   }
 
   private admit(host: string, channel: string) {
-    if (channel === "log" || channel === "sync") {
+    if ((channel === "log" && !this.logSessions) || channel === "sync") {
       return { code: "refused" as const, reason: `channel '${channel}' is not served yet` };
     }
     if (nameProblem(host)) return { code: "protocol" as const, reason: "invalid host name" };
     if (host === this.identity.host) return { code: "refused" as const, reason: "same host" };
-    if (channel === "metadata" && this.map.get(keys.member(host)) === undefined) {
+    if ((channel === "metadata" || channel === "log") &&
+      this.map.get(keys.member(host)) === undefined) {
       return { code: "unknown-host" as const, reason: `host '${host}' is not a member` };
     }
     if (this.serving.size >= servingSessionsMax) {
@@ -154,7 +159,8 @@ export class ClusterNode {
     return undefined;
   }
 
-  private serve(session: Session) {
+  private serve(session: Session): SessionHandlers {
+    if (session.channel === "log" && this.logSessions) return this.logSessions(session);
     const serving: Serving = {
       session, incarnation: "", sentThroughSeq: undefined, blocked: false,
     };

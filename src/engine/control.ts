@@ -1,6 +1,7 @@
 /** The engine's control socket: admin commands on this host read state and write desired state. */
 import { isMarsError, MarsError, type ErrorCode } from "../lib/errors.ts";
 import { toWire, type WireEntry } from "../cluster/metadata-map.ts";
+import type { LogPosition } from "../log/position.ts";
 import type { Listener, Network } from "../platform/types.ts";
 import { encodeFrame, FrameReader, frameBytesMax } from "../transport/framing.ts";
 import type { ClusterNode } from "./cluster-node.ts";
@@ -17,6 +18,7 @@ export interface KeyWrite {
 
 export type ControlRequest =
   | { readonly op: "state" }
+  | { readonly op: "positions" }
   | { readonly op: "write"; readonly writes: readonly KeyWrite[] };
 
 export interface PeerState {
@@ -35,13 +37,16 @@ export interface ControlState {
 }
 
 export type ControlReply =
-  | { readonly ok: true; readonly state?: ControlState }
+  | { readonly ok: true; readonly state?: ControlState;
+      /** Per resource, where its log ends as this engine knows it now (wait-sync). */
+      readonly positions?: Readonly<Record<string, LogPosition>> }
   | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
 
 /** Checks a decoded request; anything else is a protocol error. */
 export function parseControlRequest(value: unknown): ControlRequest {
   const record = value as { op?: unknown; writes?: unknown } | null;
   if (record?.op === "state") return { op: "state" };
+  if (record?.op === "positions") return { op: "positions" };
   if (record?.op === "write" && Array.isArray(record.writes) &&
     record.writes.length <= controlWritesMax) {
     const writes = record.writes.map((write: unknown) => {
@@ -63,6 +68,8 @@ export class ControlServer {
     private readonly logger: Logger,
     /** Called after desired state changed, so the engine reconciles at once. */
     private readonly changed: () => void,
+    /** Where each resource's log ends as this engine knows it (replication). */
+    private readonly positions: () => Record<string, LogPosition> = () => ({}),
   ) {}
 
   async start(path: string): Promise<void> {
@@ -94,6 +101,7 @@ export class ControlServer {
     try {
       const request = parseControlRequest(value);
       if (request.op === "state") return { ok: true, state: this.state() };
+      if (request.op === "positions") return { ok: true, positions: this.positions() };
       for (const write of request.writes) {
         if (write.value === undefined) this.node.map.delete(write.key);
         else this.node.map.set(write.key, write.value);

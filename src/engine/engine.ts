@@ -5,10 +5,16 @@ import type {
 } from "../platform/types.ts";
 import { Home, homeFiles } from "../store/home.ts";
 import type { ResourceAttacher } from "./attach.ts";
-import { ClusterNode, defaultTiming, type ClusterTiming } from "./cluster-node.ts";
+import {
+  ClusterNode, defaultTiming, parseListen, type ClusterTiming,
+} from "./cluster-node.ts";
 import { ControlServer } from "./control.ts";
 import type { Logger } from "./logger.ts";
 import { ResourceManager } from "./resources.ts";
+import { ReplicationService } from "../replication/service.ts";
+import { keys } from "../cluster/keys.ts";
+import type { Address } from "../platform/types.ts";
+import { replicatingAttacher } from "./replicating-attacher.ts";
 
 export interface EngineEffects {
   readonly clock: Clock;
@@ -31,6 +37,7 @@ export class Engine {
     readonly home: Home,
     readonly node: ClusterNode,
     readonly resources: ResourceManager,
+    readonly replication: ReplicationService,
     private readonly control: ControlServer,
     private readonly lock: HeldLock,
     private readonly logger: Logger,
@@ -51,12 +58,21 @@ export class Engine {
       const node = new ClusterNode(identity, secret, home, effects, logger,
         options.timing ?? defaultTiming);
       await node.load();
-      const resources = new ResourceManager(node.map, identity.host, options.attacher,
+      const replication = new ReplicationService({
+        map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
+        network: effects.network, context: node.context,
+        addressOf: (host) => addressOf(node, host),
+        log: (level, event, fields) => logger.log(level, event, fields),
+      });
+      node.logSessions = (session) => replication.serve(session);
+      const attacher = replicatingAttacher(options.attacher, replication);
+      const resources = new ResourceManager(node.map, identity.host, attacher,
         (resource) => ({
           socket: `${home.resourceDirectory(resource)}.nbd.sock`,
           logDirectory: home.resourceDirectory(resource),
         }), effects.clock, logger);
-      const control = new ControlServer(node, effects.network, logger, () => resources.request());
+      const control = new ControlServer(node, effects.network, logger, () => resources.request(),
+        () => replication.positions());
       await effects.storage.files.remove(home.file(homeFiles.control));
       await control.start(home.file(homeFiles.control));
       const address = await node.start();
@@ -67,7 +83,7 @@ export class Engine {
         host: identity.host, cluster: identity.cluster, listen: identity.listen, port,
         resources: resources.attachedCount, keys: node.map.size,
       });
-      return new Engine(home, node, resources, control, lock, logger);
+      return new Engine(home, node, resources, replication, control, lock, logger);
     } catch (error) {
       await lock.release();
       throw error;
@@ -79,8 +95,20 @@ export class Engine {
     this.logger.log("info", "engine-stopping", { reason });
     this.control.stop();
     await this.resources.stop();
+    this.replication.stop();
     await this.node.stop();
     await this.lock.release();
     this.logger.log("info", "engine-stopped", {});
+  }
+}
+
+/** Where `host`'s engine listens, from its member key (undefined when unknown or malformed). */
+function addressOf(node: ClusterNode, host: string): Address | undefined {
+  const member = node.map.get(keys.member(host)) as { address?: unknown } | undefined;
+  if (typeof member?.address !== "string") return undefined;
+  try {
+    return parseListen(member.address);
+  } catch {
+    return undefined;
   }
 }
