@@ -122,6 +122,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/view.ts").then((module) => module.view),
   },
   {
+    name: "wait-sync", group: "inspection",
+    summary: "Wait until replicas are consistent and caught up to the primary's position",
+    load: () => import("./commands/wait-sync.ts").then((module) => module.waitSync),
+  },
+  {
     name: "get-key", group: "inspection",
     summary: "Print one replicated metadata key (expert)",
     load: () => import("./commands/view.ts").then((module) => module.getKey),

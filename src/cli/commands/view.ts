@@ -6,6 +6,10 @@ import type { ActualState } from "../../engine/resources.ts";
 import { resourceNames } from "../../engine/resources.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
+import { positionText } from "../../log/position.ts";
+import {
+  asReport, lagSeconds, type ReplicationReport,
+} from "../../replication/report.ts";
 
 /** One resource as `view --json` shows it (docs/cli.md documents the keys). */
 export interface ResourceView {
@@ -20,6 +24,26 @@ export interface ResourceView {
   readonly switches: Readonly<Record<string, boolean>>;
   readonly export: string | null;
   readonly error: string | null;
+  /** This host's replication state (docs/cli.md, docs/replication.md); null when none. */
+  readonly replication: ReplicationView | null;
+  /** Every member's replication state, by host (what each host last published). */
+  readonly replicas: Readonly<Record<string, ReplicationView>>;
+}
+
+/** One host's published replication state with lags in seconds added. */
+export interface ReplicationView extends ReplicationReport {
+  readonly fetchLagSeconds: number | null;
+  readonly replayLagSeconds: number | null;
+}
+
+function replicationView(value: unknown): ReplicationView | null {
+  const report = asReport(value);
+  if (!report) return null;
+  return {
+    ...report,
+    fetchLagSeconds: lagSeconds(report.fetchLagBytes, report.fetchRateBytesPerSecond),
+    replayLagSeconds: lagSeconds(report.replayLagBytes, report.replayRateBytesPerSecond),
+  };
 }
 
 export function viewResource(admin: AdminSession, resource: string): ResourceView {
@@ -48,7 +72,42 @@ export function viewResource(admin: AdminSession, resource: string): ResourceVie
     switches,
     export: admin.engineRunning && actual?.attached && actual.export ? actual.export : null,
     error: actual?.error || null,
+    replication: member ? replicationView(admin.map.get(keys.replication(resource, host))) : null,
+    replicas: Object.fromEntries(members.flatMap((name) => {
+      const item = replicationView(admin.map.get(keys.replication(resource, name)));
+      return item ? [[name, item]] : [];
+    })),
   };
+}
+
+/** "replay=caught-up lag=0B/0s rate=…" for the line view. */
+function replicationText(item: ReplicationView): string[] {
+  if (item.status === "primary") {
+    return [`log=${item.logEnd ? positionText(item.logEnd) : "?"}`,
+      `write=${bytesText(item.writeRateBytesPerSecond)}/s`];
+  }
+  const seconds = (value: number | null) => (value === null ? "?" : `${value}s`);
+  return [
+    `repl=${item.status}${item.consistent ? "" : ",inconsistent"}`,
+    `fetch-lag=${bytesText(item.fetchLagBytes)}/${seconds(item.fetchLagSeconds)}`,
+    `replay-lag=${bytesText(item.replayLagBytes)}/${seconds(item.replayLagSeconds)}`,
+    `rate=${bytesText(item.replayRateBytesPerSecond)}/s`,
+    ...(item.syncPercent === null ? [] : [`sync=${item.syncPercent}%`]),
+    ...(item.defect ? [`defect=${JSON.stringify(`${item.defect.file}@${item.defect.offset}: ` +
+      item.defect.reason)}`] : []),
+    ...(item.problem && !item.defect ? [`problem=${JSON.stringify(item.problem)}`] : []),
+  ];
+}
+
+function bytesText(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)}${units[unit]}`;
 }
 
 function flags(view: ResourceView): string {
@@ -60,6 +119,7 @@ function line(view: ResourceView): string {
   return [
     view.resource.padEnd(16), view.role.padEnd(9), `primary=${view.primary ?? "(none)"}`,
     `disk=${view.disk}`, `peers=${connection}`, `flags=${flags(view)}`,
+    ...(view.replication ? replicationText(view.replication) : []),
     ...(view.export ? [`export=${view.export}`] : []),
     ...(view.error ? [`error=${JSON.stringify(view.error)}`] : []),
   ].join(" ");

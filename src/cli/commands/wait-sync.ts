@@ -1,0 +1,170 @@
+/** `mars wait-sync`: until replicas are consistent and replayed up to the log end at call time. */
+import { defineCommand } from "citty";
+import { MarsError } from "../../lib/errors.ts";
+import { keys } from "../../cluster/keys.ts";
+import type { LogPosition } from "../../log/position.ts";
+import { positionText } from "../../log/position.ts";
+import {
+  asReport, lagSeconds, replicaReached, terminalCode, type ReplicationReport,
+} from "../../replication/report.ts";
+import { askEngine } from "../control-client.ts";
+import { withAdmin, type AdminSession } from "../admin.ts";
+import { globalOptions } from "../global-args.ts";
+import { homeFiles } from "../../store/home.ts";
+import { resourceNames } from "../../engine/resources.ts";
+
+/** How often the engine's state is read while waiting. */
+const pollIntervalMs = 200;
+const progressBarColumns = 30;
+
+interface Waited {
+  readonly resource: string;
+  readonly host: string;
+  readonly target: LogPosition;
+}
+
+export const waitSync = defineCommand({
+  meta: {
+    name: "wait-sync",
+    description: "Wait until replicas are consistent and replayed up to the primary's position",
+  },
+  args: {
+    resource: { type: "positional", required: false, valueHint: "RES",
+      description: "Resource, comma list or 'all' (default: all)" },
+    all: { type: "boolean", description: "Wait for every member's replica, not only this host's" },
+  },
+  async run({ args }) {
+    const options = globalOptions(args, process.env);
+    await withAdmin(options, async (admin) => {
+      if (!admin.engineRunning) {
+        throw new MarsError("engine", "the engine is not running on this host (mars run)");
+      }
+      const names = args.resource ? admin.resources(args.resource) : resourceNames(admin.map);
+      const waited = await targets(admin, names, args.all === true);
+      const deadline = Date.now() + options.timeoutSeconds * 1000;
+      const printer = new Printer(options.json, process.stderr.isTTY === true);
+      for (;;) {
+        const state = await admin.refresh();
+        const reports = new Map<string, ReplicationReport | undefined>();
+        for (const entry of state.entries) {
+          if (entry.key.includes("/replication/")) reports.set(entry.key, asReport(entry.value));
+        }
+        const pending = judge(waited, reports, printer);
+        if (pending.length === 0) {
+          printer.done(waited.length);
+          return;
+        }
+        if (Date.now() >= deadline) {
+          printer.finish();
+          throw new MarsError("timeout", `not synced: ${pending.map((item) =>
+            `${item.resource} on ${item.host}`).join(", ")}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
+      }
+    });
+  },
+});
+
+/** Each waited replica with the log position it must reach (the log end at call time). */
+async function targets(admin: AdminSession, names: string[], all: boolean): Promise<Waited[]> {
+  const reply = await askEngine(admin.effects.network, admin.home.file(homeFiles.control),
+    { op: "positions" });
+  const known = reply.ok ? reply.positions ?? {} : {};
+  const waited: Waited[] = [];
+  for (const resource of names) {
+    const primary = admin.map.get(keys.primary(resource));
+    const published = typeof primary === "string" && primary !== ""
+      ? asReport(admin.map.get(keys.replication(resource, primary)))?.logEnd ?? undefined
+      : undefined;
+    const candidates = [known[resource], published].filter((item) => item !== undefined);
+    const target = candidates.sort((left, right) => right.sequence - left.sequence ||
+      right.offsetBytes - left.offsetBytes)[0];
+    const hosts = admin.membersOf(resource).filter((host) => host !== primary &&
+      (all || host === admin.host));
+    for (const host of hosts) {
+      if (!target) {
+        throw new MarsError("refused", `${resource}: no primary log position is known ` +
+          "(no designated primary, or it has not reported yet)");
+      }
+      waited.push({ resource, host, target });
+    }
+  }
+  return waited;
+}
+
+function judge(
+  waited: readonly Waited[], reports: Map<string, ReplicationReport | undefined>,
+  printer: Printer,
+): Waited[] {
+  const pending: Waited[] = [];
+  for (const item of waited) {
+    const report = reports.get(keys.replication(item.resource, item.host));
+    printer.observe(item, report);
+    if (report) {
+      const code = terminalCode(report);
+      if (code) {
+        printer.finish();
+        throw new MarsError(code, `${item.resource} on ${item.host}: ${report.status}` +
+          (report.problem ? `: ${report.problem}` : ""));
+      }
+    }
+    if (!report || !replicaReached(report, item.target)) pending.push(item);
+  }
+  printer.render(pending.map((item) => reports.get(keys.replication(item.resource, item.host))));
+  return pending;
+}
+
+/** Progress on a terminal; one line (or JSON object) per state change otherwise. */
+class Printer {
+  private readonly seen = new Map<string, string>();
+  private startLagBytes = 0;
+  private drawn = false;
+
+  constructor(private readonly json: boolean, private readonly terminal: boolean) {}
+
+  observe(item: Waited, report: ReplicationReport | undefined): void {
+    const id = `${item.resource}@${item.host}`;
+    const state = report ? `${report.status}${report.consistent ? "" : " inconsistent"}`
+      : "no report";
+    if (this.seen.get(id) === state) return;
+    this.seen.set(id, state);
+    if (this.terminal && !this.json) return;
+    const replayed = report?.replayed ? positionText(report.replayed) : null;
+    if (this.json) {
+      console.log(JSON.stringify({
+        resource: item.resource, host: item.host, status: report?.status ?? null,
+        consistent: report?.consistent ?? null, replayed: report?.replayed ?? null,
+        target: item.target, replayLagBytes: report?.replayLagBytes ?? null,
+      }));
+    } else {
+      console.log(`${item.resource} on ${item.host}: ${state}` +
+        (replayed ? ` replayed=${replayed} target=${positionText(item.target)}` : ""));
+    }
+  }
+
+  render(pending: readonly (ReplicationReport | undefined)[]): void {
+    if (!this.terminal || this.json) return;
+    const lagBytes = pending.reduce((sum, report) => sum + (report?.replayLagBytes ?? 0), 0);
+    const rate = pending.reduce((sum, report) => sum + (report?.replayRateBytesPerSecond ?? 0),
+      0);
+    this.startLagBytes = Math.max(this.startLagBytes, lagBytes);
+    const fraction = this.startLagBytes === 0 ? 0 : 1 - lagBytes / this.startLagBytes;
+    const filled = Math.round(fraction * progressBarColumns);
+    const eta = lagSeconds(lagBytes, rate);
+    const bar = `[${"#".repeat(filled)}${".".repeat(progressBarColumns - filled)}]`;
+    process.stderr.write(`\r${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ` +
+      `${(rate / 1048576).toFixed(1)} MiB/s ETA ${eta === null ? "?" : `${eta}s`}   `);
+    this.drawn = true;
+  }
+
+  finish(): void {
+    if (this.drawn) process.stderr.write("\n");
+    this.drawn = false;
+  }
+
+  done(count: number): void {
+    this.finish();
+    if (this.json) console.log(JSON.stringify({ synced: true, replicas: count }));
+    else console.log(`${count} replica${count === 1 ? "" : "s"} in sync`);
+  }
+}
