@@ -81,6 +81,8 @@ export async function fioWrite(
 /** sha256 of every engine's backing disk, by engine name. */
 export async function diskDigests(cluster: ReplicationCluster): Promise<Record<string, string>> {
   const digests: Record<string, string> = {};
-  for (const [name, path] of Object.entries(cluster.disks)) digests[name] = await sha256OfFile(path);
+  for (const [name, path] of Object.entries(cluster.disks)) {
+    digests[name] = await sha256OfFile(path);
+  }
   return digests;
 }
