@@ -149,10 +149,8 @@ export class Fetcher {
   /** Fetches from `source` (or stops fetching with undefined). */
   start(source: FetchSource | undefined): void {
     if (this.state === "split-brain") return;
-    if (this.link && source && this.source?.peer === source.peer) {
-      this.link.address = source.address;
-      return;
-    }
+    const sameAddress = JSON.stringify(source?.address) === JSON.stringify(this.source?.address);
+    if (this.link && source && this.source?.peer === source.peer && sameAddress) return;
     this.stop();
     this.source = source;
     if (!source) {

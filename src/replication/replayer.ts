@@ -62,9 +62,16 @@ export class Replayer {
     this.applier = new ParallelApplier(options.device);
   }
 
+  /** Stops after the current record; the state reads "paused" once the checkpoint is done. */
   pause(): void {
     this.paused = true;
-    if (this.state === "replaying" || this.state === "caught-up") this.state = "paused";
+    if (!this.running) this.settlePaused();
+  }
+
+  private settlePaused(): void {
+    if (this.paused && (this.state === "replaying" || this.state === "caught-up")) {
+      this.state = "paused";
+    }
   }
 
   /** Resumes replay (after a pause, or after a repaired defect). */
@@ -84,6 +91,7 @@ export class Replayer {
     }
     this.running = this.run().finally(() => {
       this.running = undefined;
+      this.settlePaused();
       if (this.again) {
         this.again = false;
         this.kick();
