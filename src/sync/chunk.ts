@@ -6,7 +6,7 @@ import { zstdCompress, zstdDecompress } from "../platform/compress.ts";
 
 /** The unit compared and transferred: one digest per block. */
 export const syncBlockBytes = 4096;
-/** Bytes compared per request (one round trip carries this many blocks' digests). */
+/** Bytes compared per request, and the most one request may cover (its reply fits a frame). */
 export const syncChunkBytes = 1024 * 1024;
 /** Blocks in one chunk, and so digests in one request; the wire format checks it. */
 export const chunkBlocksMax = 1024;
@@ -24,6 +24,7 @@ export function checkGeometry(geometry: ChunkGeometry): void {
   assert(geometry.blockBytes >= 512 && geometry.blockBytes % 512 === 0,
     "sync blocks are whole sectors");
   assert(geometry.chunkBytes % geometry.blockBytes === 0, "a chunk is whole blocks");
+  assert(geometry.chunkBytes <= syncChunkBytes, "a chunk is at most syncChunkBytes");
   assert(geometry.chunkBytes / geometry.blockBytes <= chunkBlocksMax,
     "a chunk has at most chunkBlocksMax blocks");
 }
@@ -95,7 +96,8 @@ export function checkRequest(request: ChunkRequest, deviceBytes: number): void {
   const { offsetBytes, lengthBytes, blockBytes } = request;
   const valid = Number.isSafeInteger(offsetBytes) && Number.isSafeInteger(lengthBytes) &&
     Number.isSafeInteger(blockBytes) && blockBytes >= 512 && blockBytes % 512 === 0 &&
-    lengthBytes > 0 && offsetBytes >= 0 && offsetBytes + lengthBytes <= deviceBytes &&
+    lengthBytes > 0 && lengthBytes <= syncChunkBytes && offsetBytes >= 0 &&
+    offsetBytes + lengthBytes <= deviceBytes &&
     offsetBytes % blockBytes === 0 && blockCount(lengthBytes, blockBytes) <= chunkBlocksMax &&
     request.digests.length === blockCount(lengthBytes, blockBytes);
   if (!valid) {
@@ -157,4 +159,28 @@ export function patchesOf(request: ChunkRequest, reply: ChunkReply): BlockPatch[
   closeRun();
   assert(at === joined.length, "the runs cover every carried byte");
   return patches;
+}
+
+/**
+ * Reused chunk buffers: a fresh 1 MiB array per chunk costs its page faults on every read
+ * (measured: most of a sync's CPU time), so each side keeps at most `buffersMax` of them.
+ */
+export class ChunkBuffers {
+  private readonly free: Uint8Array[] = [];
+  private taken = 0;
+
+  constructor(private readonly chunkBytes: number, private readonly buffersMax: number) {}
+
+  take(lengthBytes: number): Uint8Array {
+    assert(lengthBytes <= this.chunkBytes, "a chunk fits its buffer");
+    assert(this.taken < this.buffersMax, "chunk buffers in use stay within their limit");
+    this.taken++;
+    return (this.free.pop() ?? new Uint8Array(this.chunkBytes)).subarray(0, lengthBytes);
+  }
+
+  release(buffer: Uint8Array): void {
+    assert(this.taken > 0, "release only a taken buffer");
+    this.taken--;
+    this.free.push(new Uint8Array(buffer.buffer, buffer.byteOffset, this.chunkBytes));
+  }
 }

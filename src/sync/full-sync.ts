@@ -5,8 +5,8 @@ import type { BlockDevice } from "../block/types.ts";
 import { comparePositions, type LogPosition } from "../log/position.ts";
 import type { Clock } from "../platform/types.ts";
 import {
-  blockDigests, checkGeometry, defaultGeometry, patchesOf, type ChunkGeometry, type ChunkReply,
-  type ChunkRequest,
+  blockDigests, ChunkBuffers, checkGeometry, defaultGeometry, patchesOf, type ChunkGeometry,
+  type ChunkReply, type ChunkRequest,
 } from "./chunk.ts";
 import { checkCursor, type SyncCursor, type SyncCursorStore } from "./cursor.ts";
 
@@ -51,6 +51,7 @@ export interface FullSyncOutcome {
 
 interface CopyState {
   cursor: SyncCursor;
+  readonly buffers: ChunkBuffers;
   comparedBytes: number;
   transferredBlocks: number;
 }
@@ -64,12 +65,17 @@ export async function runFullSync(options: FullSyncOptions): Promise<FullSyncOut
   const geometry = options.geometry ?? defaultGeometry;
   checkGeometry(geometry);
   const cursor = await phase1Begin(options);
-  const state: CopyState = { cursor, comparedBytes: 0, transferredBlocks: 0 };
-  if (cursor.phase === "replay") return { state: "copied", ...state };
+  const buffers = new ChunkBuffers(geometry.chunkBytes, syncWindowChunksMax);
+  const state: CopyState = { cursor, buffers, comparedBytes: 0, transferredBlocks: 0 };
+  const outcome = (done: "copied" | "stopped"): FullSyncOutcome => ({
+    state: done, cursor: state.cursor, comparedBytes: state.comparedBytes,
+    transferredBlocks: state.transferredBlocks,
+  });
+  if (cursor.phase === "replay") return outcome("copied");
   const finished = await phase2Copy(options, geometry, state);
-  if (!finished) return { state: "stopped", ...state };
+  if (!finished) return outcome("stopped");
   await phase3Seal(options, state);
-  return { state: "copied", ...state };
+  return outcome("copied");
 }
 
 /** Phase 1: resume the persisted cursor, or record the source's position before reading. */
@@ -142,12 +148,16 @@ async function copyChunk(
   options: FullSyncOptions, geometry: ChunkGeometry, state: CopyState,
   offsetBytes: number, lengthBytes: number,
 ): Promise<void> {
-  const local = new Uint8Array(lengthBytes);
-  await options.target.read(offsetBytes, local);
-  const request: ChunkRequest = {
-    offsetBytes, lengthBytes, blockBytes: geometry.blockBytes,
-    digests: blockDigests(local, geometry.blockBytes),
-  };
+  const local = state.buffers.take(lengthBytes);
+  let digests: BigUint64Array;
+  try {
+    await options.target.read(offsetBytes, local);
+    digests = blockDigests(local, geometry.blockBytes);
+  } finally {
+    state.buffers.release(local);
+  }
+  const request: ChunkRequest = { offsetBytes, lengthBytes, blockBytes: geometry.blockBytes,
+    digests };
   const reply = await options.peer.compare(request);
   const patches = patchesOf(request, reply);
   for (let start = 0; start < patches.length; start += chunkWritesParallelMax) {

@@ -2,7 +2,9 @@
 import { MarsError } from "../lib/errors.ts";
 import type { BlockDevice } from "../block/types.ts";
 import type { LogPosition } from "../log/position.ts";
-import { answerChunk, checkRequest, type ChunkReply, type ChunkRequest } from "./chunk.ts";
+import {
+  answerChunk, ChunkBuffers, checkRequest, syncChunkBytes, type ChunkReply, type ChunkRequest,
+} from "./chunk.ts";
 import type { SyncPeer } from "./full-sync.ts";
 
 /** Chunk comparisons one source serves at once (each holds one chunk in memory). */
@@ -28,6 +30,7 @@ export function catchUpStart(options: SyncSourceOptions): LogPosition {
 /** A SyncPeer served in this process: the wire adapter and tests wrap it. */
 export function localSyncSource(options: SyncSourceOptions): SyncPeer {
   let comparisons = 0;
+  let buffers: ChunkBuffers | undefined;
   return {
     async begin() {
       return {
@@ -43,9 +46,14 @@ export function localSyncSource(options: SyncSourceOptions): SyncPeer {
           throw new MarsError("protocol",
             `the sync peer has more than ${sourceComparisonsMax} comparisons in flight`);
         }
-        const data = new Uint8Array(request.lengthBytes);
-        await options.view.read(request.offsetBytes, data);
-        return answerChunk(request, data);
+        buffers ??= new ChunkBuffers(syncChunkBytes, sourceComparisonsMax);
+        const data = buffers.take(request.lengthBytes);
+        try {
+          await options.view.read(request.offsetBytes, data);
+          return answerChunk(request, data);
+        } finally {
+          buffers.release(data);
+        }
       } finally {
         comparisons--;
       }
