@@ -48,6 +48,8 @@ export const keys = {
   actual: (resource: string, host: string) => `resource/${resource}/actual/${host}`,
   /** Owned by the host: its replication state (positions, lags, rates; src/replication). */
   replication: (resource: string, host: string) => `resource/${resource}/replication/${host}`,
+  /** Owned by the host: `mars invalidate` asked it to discard its replica (a request stamp). */
+  invalidate: (resource: string, host: string) => `resource/${resource}/invalidate/${host}`,
 } as const;
 
 export const keyLengthMax = 256;
@@ -70,7 +72,8 @@ export function parseKey(key: string): KeyShape | undefined {
   if (parts.length === 3 && (third === "size" || third === "primary")) {
     return { kind: third, resource };
   }
-  const owned = third === "member" || third === "actual" || third === "replication";
+  const owned = third === "member" || third === "actual" || third === "replication" ||
+    third === "invalidate";
   if (parts.length === 4 && owned && valid(fourth)) {
     return { kind: third, owner: fourth, resource };
   }

@@ -2,14 +2,15 @@
 import { MarsError } from "../lib/errors.ts";
 import { batchEntriesMax, type Batch } from "../cluster/sync.ts";
 import type { WireEntry } from "../cluster/metadata-map.ts";
+import { parseSyncMessage, type SyncMessage } from "../sync/wire.ts";
 
 export const protocolVersion = 1;
 export const nonceBytes = 32;
 export const proofBytes = 32;
 /**
  * Channel kinds get separate connections, so bulk traffic never queues behind metadata: the
- * metadata channel carries the map, "log" streams logfiles (src/replication), "sync" is
- * reserved for the full sync.
+ * metadata channel carries the map, "log" streams logfiles (src/replication), "sync" carries
+ * the full sync (src/sync).
  */
 export const channelKinds = ["metadata", "join", "log", "sync"] as const;
 export type ChannelKind = (typeof channelKinds)[number];
@@ -34,7 +35,9 @@ export type Message =
       bytes: Uint8Array; rawBytes: number; checksum: number; time: number }
   | { type: "log-finished"; sequence: number; lengthBytes: number; time: number }
   | { type: "log-status"; sequence: number; durableOffset: number; pendingBytes: number;
-      time: number };
+      time: number }
+  // --- the "sync" channel (src/sync, docs/sync.md) ---
+  | SyncMessage;
 
 /** Logfile bytes one "log-data" frame carries (before compression). */
 export const logChunkBytesMax = 256 * 1024;
@@ -152,6 +155,10 @@ export function parseMessage(value: unknown): Message {
     case "log-status": return { type: "log-status", sequence: count(record.sequence, "sequence"),
       durableOffset: count(record.durableOffset, "durableOffset"),
       pendingBytes: count(record.pendingBytes, "pendingBytes"), time };
-    default: fail(`unknown type '${String(record.type)}'`);
+    default: {
+      const sync = parseSyncMessage(record, time);
+      if (sync) return sync;
+      fail(`unknown type '${String(record.type)}'`);
+    }
   }
 }
