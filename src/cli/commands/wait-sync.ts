@@ -15,6 +15,12 @@ import { resourceNames } from "../../engine/resources.ts";
 
 /** How often the engine's state is read while waiting. */
 const pollIntervalMs = 200;
+/**
+ * A terminal state (split brain, emergency, defective) ends the wait only once it has been seen
+ * this long: reports are published every 500 ms, so a state just repaired (a re-fetch after
+ * resume-fetch) may still show in the last report.
+ */
+const terminalGraceMs = 1500;
 const progressBarColumns = 30;
 
 interface Waited {
@@ -92,6 +98,9 @@ async function targets(admin: AdminSession, names: string[], all: boolean): Prom
   return waited;
 }
 
+/** Since when each replica has shown its current terminal state. */
+const terminalSince = new Map<string, { code: string; sinceMs: number }>();
+
 function judge(
   waited: readonly Waited[], reports: Map<string, ReplicationReport | undefined>,
   printer: Printer,
@@ -100,9 +109,13 @@ function judge(
   for (const item of waited) {
     const report = reports.get(keys.replication(item.resource, item.host));
     printer.observe(item, report);
-    if (report) {
-      const code = terminalCode(report);
-      if (code) {
+    const id = `${item.resource}@${item.host}`;
+    const code = report ? terminalCode(report) : undefined;
+    const seen = terminalSince.get(id);
+    if (!code) terminalSince.delete(id);
+    else if (seen?.code !== code) terminalSince.set(id, { code, sinceMs: Date.now() });
+    if (report && code) {
+      if (Date.now() - terminalSince.get(id)!.sinceMs >= terminalGraceMs) {
         printer.finish();
         throw new MarsError(code, `${item.resource} on ${item.host}: ${report.status}` +
           (report.problem ? `: ${report.problem}` : ""));
