@@ -57,6 +57,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/resource.ts").then((module) => module.joinResource),
   },
   {
+    name: "invalidate", group: "resource",
+    summary: "Discard this replica and full-sync it from the primary",
+    load: () => import("./commands/invalidate.ts").then((module) => module.invalidate),
+  },
+  {
     name: "leave-resource", group: "resource",
     summary: "Stop being a member of a resource; the disk is kept",
     load: () => import("./commands/resource.ts").then((module) => module.leaveResource),

@@ -1,6 +1,7 @@
 /** The resource "attach" step behind one interface: claim the disk, export it when primary. */
 import { MarsError } from "../lib/errors.ts";
 import { openFileDevice } from "../block/file.ts";
+import type { BlockDevice } from "../block/types.ts";
 import { NbdServer } from "../nbd/server.ts";
 import type { Clock, FileLocks, Network, Storage } from "../platform/types.ts";
 import type { LogPosition } from "../log/position.ts";
@@ -28,6 +29,8 @@ export interface Attached {
     readonly durableEnd: LogPosition;
     readonly writebackPosition: LogPosition;
   };
+  /** The primary's device view (translog: overlay + disk), which a full sync reads. */
+  readonly primaryDevice?: BlockDevice;
   detach(): Promise<void>;
 }
 
@@ -112,6 +115,7 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
         return {
           exportAddress: kernel ? `${kernel.devicePath} ${socketAddress}` : socketAddress,
           primaryLog: device,
+          primaryDevice: device,
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

@@ -73,6 +73,8 @@ export class ClusterNode {
   private stopped = false;
   /** Serves accepted "log" sessions (set by the replication service). */
   logSessions: ((session: Session) => SessionHandlers) | undefined;
+  /** Serves accepted "sync" sessions (set by the sync service, src/sync). */
+  syncSessions: ((session: Session) => SessionHandlers) | undefined;
 
   constructor(
     readonly identity: Identity,
@@ -144,12 +146,12 @@ export class ClusterNode {
   }
 
   private admit(host: string, channel: string) {
-    if ((channel === "log" && !this.logSessions) || channel === "sync") {
+    if ((channel === "log" && !this.logSessions) || (channel === "sync" && !this.syncSessions)) {
       return { code: "refused" as const, reason: `channel '${channel}' is not served yet` };
     }
     if (nameProblem(host)) return { code: "protocol" as const, reason: "invalid host name" };
     if (host === this.identity.host) return { code: "refused" as const, reason: "same host" };
-    if ((channel === "metadata" || channel === "log") &&
+    if ((channel === "metadata" || channel === "log" || channel === "sync") &&
       this.map.get(keys.member(host)) === undefined) {
       return { code: "unknown-host" as const, reason: `host '${host}' is not a member` };
     }
@@ -161,6 +163,7 @@ export class ClusterNode {
 
   private serve(session: Session): SessionHandlers {
     if (session.channel === "log" && this.logSessions) return this.logSessions(session);
+    if (session.channel === "sync" && this.syncSessions) return this.syncSessions(session);
     const serving: Serving = {
       session, incarnation: "", sentThroughSeq: undefined, blocked: false,
     };

@@ -15,6 +15,8 @@ import { ReplicationService } from "../replication/service.ts";
 import { keys } from "../cluster/keys.ts";
 import type { Address } from "../platform/types.ts";
 import { replicatingAttacher } from "./replicating-attacher.ts";
+import { SyncService } from "../sync/service.ts";
+import { syncingAttacher } from "./syncing-attacher.ts";
 
 export interface EngineEffects {
   readonly clock: Clock;
@@ -38,6 +40,7 @@ export class Engine {
     readonly node: ClusterNode,
     readonly resources: ResourceManager,
     readonly replication: ReplicationService,
+    readonly sync: SyncService,
     private readonly control: ControlServer,
     private readonly lock: HeldLock,
     private readonly logger: Logger,
@@ -65,7 +68,18 @@ export class Engine {
         log: (level, event, fields) => logger.log(level, event, fields),
       });
       node.logSessions = (session) => replication.serve(session);
-      const attacher = replicatingAttacher(options.attacher, replication);
+      const sync = new SyncService({
+        map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
+        network: effects.network, context: node.context, replication,
+        addressOf: (host) => addressOf(node, host),
+        log: (level, event, fields) => logger.log(level, event, fields),
+      });
+      node.syncSessions = (session) => sync.serve(session);
+      // A secondary syncs (when due) before its replica replays; a primary serves its view.
+      const attacher = replicatingAttacher(syncingAttacher(options.attacher, sync), {
+        attachPrimary: (...args) => replication.attachPrimary(...args),
+        attachSecondary: (...args) => sync.attachSecondary(...args),
+      });
       const resources = new ResourceManager(node.map, identity.host, attacher,
         (resource) => ({
           socket: `${home.resourceDirectory(resource)}.nbd.sock`,
@@ -83,7 +97,7 @@ export class Engine {
         host: identity.host, cluster: identity.cluster, listen: identity.listen, port,
         resources: resources.attachedCount, keys: node.map.size,
       });
-      return new Engine(home, node, resources, replication, control, lock, logger);
+      return new Engine(home, node, resources, replication, sync, control, lock, logger);
     } catch (error) {
       await lock.release();
       throw error;
@@ -96,6 +110,7 @@ export class Engine {
     this.control.stop();
     await this.resources.stop();
     this.replication.stop();
+    this.sync.stop();
     await this.node.stop();
     await this.lock.release();
     this.logger.log("info", "engine-stopped", {});

@@ -3,7 +3,8 @@ import type { ReplicationService } from "../replication/service.ts";
 import type { ResourceAttacher } from "./attach.ts";
 
 export function replicatingAttacher(
-  inner: ResourceAttacher, replication: ReplicationService,
+  inner: ResourceAttacher,
+  replication: Pick<ReplicationService, "attachPrimary" | "attachSecondary">,
 ): ResourceAttacher {
   return {
     async attach(spec) {

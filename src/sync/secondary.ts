@@ -1,0 +1,276 @@
+/** One secondary's way to a replica: full sync when needed, then replay, and invalidate. */
+import { keys } from "../cluster/keys.ts";
+import type { MetadataMap } from "../cluster/metadata-map.ts";
+import { isMarsError } from "../lib/errors.ts";
+import { openFileDevice } from "../block/file.ts";
+import { comparePositions, positionText } from "../log/position.ts";
+import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/types.ts";
+import type { ReplicationReport } from "../replication/report.ts";
+import type { ReplicationService } from "../replication/service.ts";
+import { positionFileName, PositionStore } from "../translog/position-store.ts";
+import { dialChannel, type ChannelContext, type Session } from "../transport/channel.ts";
+import { fileCursorStore, type SyncCursor } from "./cursor.ts";
+import { catchUpDone, runFullSync } from "./full-sync.ts";
+import { RemoteSyncPeer } from "./remote.ts";
+import type { SyncMessage } from "./wire.ts";
+
+/** Wait between attempts while the source is unreachable or no sync slot is free. */
+export const syncRetryDelayMs = 1000;
+/** How often a catching-up replica is checked against the sync's end position. */
+export const catchUpCheckIntervalMs = 250;
+/**
+ * Hosts copying blocks at once, cluster-wide: each sees the others' "syncing" reports in the
+ * replicated metadata. Two hosts deciding in the same instant may both start, so the limit
+ * holds within one report's propagation time.
+ */
+export const clusterSyncsMax = 4;
+
+export interface SecondarySyncOptions {
+  readonly resource: string;
+  readonly disk: string;
+  readonly directory: string;
+  readonly map: MetadataMap;
+  readonly host: string;
+  readonly storage: Storage;
+  readonly clock: Clock;
+  readonly network: Network;
+  readonly context: ChannelContext;
+  readonly addressOf: (host: string) => Address | undefined;
+  readonly replication: Pick<ReplicationService, "attachSecondary" | "replica">;
+  readonly log: (level: "info" | "warn" | "error", event: string,
+    fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
+  readonly syncsRunning: () => number;
+  readonly publish: (report: ReplicationReport) => void;
+  readonly clusterSyncsMax?: number;
+}
+
+export class SecondarySync {
+  private stopped = false;
+  private running: Promise<void> | undefined;
+  private closeReplica: (() => Promise<void>) | undefined;
+  private session: Session | undefined;
+  private timer: TimerHandle | undefined;
+  private wake: (() => void) | undefined;
+  private readonly cursors;
+
+  constructor(private readonly options: SecondarySyncOptions) {
+    this.cursors = fileCursorStore(options.storage, options.directory);
+    options.map.onChange((entry) => {
+      if (entry.key === keys.invalidate(options.resource, options.host) ||
+        entry.key === keys.todo(options.resource, options.host, "sync")) this.wake?.();
+    });
+  }
+
+  /** Opens the replica at once when no sync is due; otherwise syncs in the background. */
+  async start(): Promise<void> {
+    await this.options.storage.files.makeDirectory(this.options.directory);
+    if (!this.invalidateRequested() && !(await this.syncDue())) await this.phase3Replica();
+    this.running = this.loop().catch((error: unknown) => {
+      if (!isMarsError(error)) throw error;
+      this.options.log("error", "sync-failed", { resource: this.options.resource,
+        reason: error.message });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.session?.close();
+    this.timer?.cancel();
+    this.wake?.();
+    await this.running;
+    await this.closeReplica?.();
+    this.closeReplica = undefined;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      if (this.invalidateRequested()) await this.phase0Invalidate();
+      if (this.closeReplica === undefined) {
+        if (await this.syncDue()) {
+          if (!(await this.phase1Copy())) continue;
+        }
+        if (this.stopped) return;
+        await this.phase3Replica();
+      }
+      await this.phase4CatchUp();
+      if (!this.invalidateRequested()) await this.sleep(undefined);
+    }
+  }
+
+  /** A cursor to finish, or a disk that never replayed (a new member): it needs a sync. */
+  private async syncDue(): Promise<boolean> {
+    if (await this.cursors.load()) return true;
+    const path = `${this.options.directory}/${positionFileName}`;
+    if (!(await this.options.storage.files.status(path))) return true;
+    const store = await PositionStore.open(this.options.storage, this.options.directory);
+    const fresh = store.current === undefined;
+    await store.close();
+    return fresh;
+  }
+
+  private invalidateRequested(): boolean {
+    const { map, resource, host } = this.options;
+    return map.get(keys.invalidate(resource, host)) !== undefined &&
+      map.get(keys.primary(resource)) !== host;
+  }
+
+  /** Phase 0: forget this replica (replay position, logfiles, cursor); a sync follows. */
+  private async phase0Invalidate(): Promise<void> {
+    const { storage, directory, resource, host } = this.options;
+    this.options.log("info", "replica-invalidated", { resource });
+    await this.closeReplica?.();
+    this.closeReplica = undefined;
+    await this.cursors.clear();
+    for (const name of await storage.files.list(directory)) {
+      if (name === positionFileName || name.startsWith("log-")) {
+        await storage.files.remove(`${directory}/${name}`);
+      }
+    }
+    await storage.files.syncDirectory(directory);
+    this.options.map.delete(keys.invalidate(resource, host));
+  }
+
+  /** Phase 1: copy blocks until done; false when it must be tried again (or stopped). */
+  private async phase1Copy(): Promise<boolean> {
+    const source = this.sourceReady();
+    if (typeof source === "string") {
+      this.report(undefined, source);
+      await this.sleep(syncRetryDelayMs);
+      return false;
+    }
+    try {
+      const cursor = await this.copyFrom(source.peer, source.address);
+      if (!cursor) return false;
+      await this.phase2Position(cursor);
+      return true;
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      this.options.log("warn", "sync-interrupted", { resource: this.options.resource,
+        reason: error.message });
+      this.report(undefined, error.message);
+      await this.sleep(syncRetryDelayMs);
+      return false;
+    }
+  }
+
+  /** Why the copy cannot start now, or the source to copy from. */
+  private sourceReady(): string | { peer: string; address: Address } {
+    const { map, resource, host } = this.options;
+    if (map.get(keys.todo(resource, host, "sync")) === false) return "sync paused";
+    const primary = map.get(keys.primary(resource));
+    if (typeof primary !== "string" || primary === "" || primary === host) {
+      return "no primary to sync from";
+    }
+    const address = this.options.addressOf(primary);
+    if (!address) return `no address for ${primary}`;
+    const limit = this.options.clusterSyncsMax ?? clusterSyncsMax;
+    if (this.options.syncsRunning() >= limit) return `waiting: ${limit} syncs run already`;
+    return { peer: primary, address };
+  }
+
+  private async copyFrom(peerHost: string, address: Address): Promise<SyncCursor | undefined> {
+    const { storage, network, context, resource, clock } = this.options;
+    let remote: RemoteSyncPeer | undefined;
+    const session = await dialChannel(network, address, context, "sync", () => ({
+      message: (message) => {
+        if (message.type.startsWith("sync-")) remote?.receive(message as SyncMessage);
+      },
+      closed: (reason) => remote?.closed(reason),
+    }));
+    this.session = session;
+    remote = new RemoteSyncPeer(session, resource);
+    const target = await openFileDevice(storage, this.options.disk);
+    const startedMs = clock.monotonicMs();
+    this.options.log("info", "sync-started", { resource, source: peerHost });
+    try {
+      const outcome = await runFullSync({
+        target, peer: remote, cursors: this.cursors, clock,
+        progress: (copied, size) => this.report(progressOf(copied, size, startedMs, clock)),
+        stopRequested: () => this.stopped || this.sourceReady() === "sync paused",
+      });
+      this.options.log("info", "sync-copied", { resource, state: outcome.state,
+        comparedBytes: outcome.comparedBytes, transferredBlocks: outcome.transferredBlocks });
+      return outcome.state === "copied" ? outcome.cursor : undefined;
+    } finally {
+      await target.close();
+      session.close();
+      this.session = undefined;
+    }
+  }
+
+  /** Phase 2: the replica will replay from the sync's start position. */
+  private async phase2Position(cursor: SyncCursor): Promise<void> {
+    const store = await PositionStore.open(this.options.storage, this.options.directory);
+    try {
+      const current = store.current;
+      if (!current || comparePositions(current, cursor.startPosition) < 0) {
+        await store.write(cursor.startPosition);
+      }
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** Phase 3: fetch and replay run (inconsistent while a sync cursor still exists). */
+  private async phase3Replica(): Promise<void> {
+    const { resource, disk, directory } = this.options;
+    this.closeReplica = await this.options.replication.attachSecondary(resource, disk, directory);
+    const cursor = await this.cursors.load();
+    if (cursor) {
+      this.options.replication.replica(resource)?.markInconsistent(
+        `full sync: catch-up replay to ${positionText(cursor.endPosition ?? cursor.startPosition)}`,
+      );
+    }
+  }
+
+  /** Phase 4: once replay reached the sync's end position, the replica is consistent. */
+  private async phase4CatchUp(): Promise<void> {
+    if (!(await this.cursors.load())) return;
+    while (!this.stopped && !this.invalidateRequested()) {
+      const replica = this.options.replication.replica(this.options.resource);
+      if (!replica) return;
+      if (await catchUpDone(this.cursors, replica.replayer.position)) {
+        replica.markConsistent();
+        this.options.log("info", "sync-done", { resource: this.options.resource });
+        return;
+      }
+      await this.sleep(catchUpCheckIntervalMs);
+    }
+  }
+
+  /** Waits `delayMs` (or until woken by a switch or invalidate change, or stop). */
+  private sleep(delayMs: number | undefined): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.timer?.cancel();
+        this.timer = undefined;
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = done;
+      if (delayMs !== undefined) this.timer = this.options.clock.setTimer(delayMs, done);
+    });
+  }
+
+  private report(progress?: { percent: number; etaSeconds: number | null }, problem?: string) {
+    const primary = this.options.map.get(keys.primary(this.options.resource));
+    this.options.publish({
+      status: "syncing", consistent: false, logEnd: null, fetched: null, replayed: null,
+      fetchLagBytes: 0, replayLagBytes: 0, fetchRateBytesPerSecond: 0,
+      replayRateBytesPerSecond: 0, writeRateBytesPerSecond: 0,
+      source: typeof primary === "string" && primary !== "" ? primary : null,
+      fetchState: "sync", replayState: "sync", defect: null, problem: problem ?? null,
+      syncPercent: progress?.percent ?? null, syncEtaSeconds: progress?.etaSeconds ?? null,
+      emergency: false, reportedMs: Math.floor(this.options.clock.nowMs()),
+    });
+  }
+}
+
+function progressOf(copiedBytes: number, sizeBytes: number, startedMs: number, clock: Clock) {
+  const percent = sizeBytes === 0 ? 100 : Math.floor((copiedBytes * 100) / sizeBytes);
+  const elapsedMs = clock.monotonicMs() - startedMs;
+  const etaSeconds = copiedBytes === 0 || elapsedMs <= 0 ? null
+    : Math.round(((sizeBytes - copiedBytes) * elapsedMs) / copiedBytes / 1000);
+  return { percent, etaSeconds };
+}

@@ -1,0 +1,114 @@
+/** The engine's full sync: serves primaries' device views, runs syncs before a replica replays. */
+import { keys } from "../cluster/keys.ts";
+import type { MetadataMap } from "../cluster/metadata-map.ts";
+import type { BlockDevice } from "../block/types.ts";
+import type { Address, Clock, Network, Storage } from "../platform/types.ts";
+import type { ReplicationReport } from "../replication/report.ts";
+import type { ReplicationService, PrimaryLog } from "../replication/service.ts";
+import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
+import { serveSyncSession } from "./remote.ts";
+import { SecondarySync } from "./secondary.ts";
+import { localSyncSource } from "./source.ts";
+import type { SyncPeer } from "./full-sync.ts";
+import type { SyncMessage } from "./wire.ts";
+
+/** Sync sessions one source serves at once. */
+export const sourceSessionsMax = 16;
+
+export type LogFunction = (level: "info" | "warn" | "error", event: string,
+  fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
+
+export interface SyncServiceOptions {
+  readonly map: MetadataMap;
+  readonly host: string;
+  readonly storage: Storage;
+  readonly clock: Clock;
+  readonly network: Network;
+  readonly context: ChannelContext;
+  readonly addressOf: (host: string) => Address | undefined;
+  readonly replication: Pick<ReplicationService, "attachSecondary" | "replica">;
+  readonly log: LogFunction;
+}
+
+export class SyncService {
+  private readonly sources = new Map<string, SyncPeer>();
+  private readonly sessions = new Set<Session>();
+  private readonly secondaries = new Map<string, SecondarySync>();
+
+  constructor(private readonly options: SyncServiceOptions) {}
+
+  /** Serves the primary's device view of `resource` to syncing members until the result runs. */
+  attachPrimary(resource: string, view: BlockDevice, log: PrimaryLog): () => void {
+    this.sources.set(resource, localSyncSource({
+      host: this.options.host, view, reads: "device-view",
+      logEnd: () => log.logEnd, writebackPosition: () => log.writebackPosition,
+    }));
+    return () => {
+      this.sources.delete(resource);
+    };
+  }
+
+  /** Handles an accepted "sync" session (a member syncing from this host). */
+  serve(session: Session): SessionHandlers {
+    if (this.sessions.size >= sourceSessionsMax) {
+      session.send({ type: "sync-refused", code: "refused", reason: "too many sync sessions" });
+      session.close();
+      return { message: () => {}, closed: () => {} };
+    }
+    this.sessions.add(session);
+    const receive = serveSyncSession(session, (resource) => this.sources.get(resource) ??
+      { code: "refused", reason: `${this.options.host} does not serve ${resource}` });
+    this.options.log("info", "sync-session", { peer: session.peer });
+    return {
+      message: (message) => {
+        if (message.type.startsWith("sync-")) receive(message as SyncMessage);
+        else session.close();
+      },
+      closed: () => {
+        this.sessions.delete(session);
+      },
+    };
+  }
+
+  /**
+   * Replaces ReplicationService.attachSecondary: a member that never replayed, that has a sync
+   * cursor, or that was invalidated copies blocks first; its replica opens after the copy,
+   * replaying from the sync's start position, and reads inconsistent until it reached the end.
+   */
+  async attachSecondary(
+    resource: string, disk: string, directory: string,
+  ): Promise<() => Promise<void>> {
+    const secondary = new SecondarySync({
+      ...this.options, resource, disk, directory,
+      syncsRunning: () => this.syncsRunning(),
+      publish: (report) => this.options.map.set(keys.replication(resource, this.options.host),
+        report),
+    });
+    this.secondaries.set(resource, secondary);
+    await secondary.start();
+    return async () => {
+      this.secondaries.delete(resource);
+      await secondary.stop();
+    };
+  }
+
+  /** The replica of `resource` once it replays (for ReplicationService's other users). */
+  replica(resource: string) {
+    return this.options.replication.replica(resource);
+  }
+
+  /** Members (cluster-wide, from their published reports) copying blocks right now. */
+  private syncsRunning(): number {
+    let running = 0;
+    for (const entry of this.options.map.list("resource/")) {
+      if (!entry.key.includes("/replication/")) continue;
+      const report = entry.value as Partial<ReplicationReport> | undefined;
+      if (report?.status === "syncing" && report.syncPercent !== null) running++;
+    }
+    return running;
+  }
+
+  stop(): void {
+    for (const session of [...this.sessions]) session.close();
+  }
+}
