@@ -21,6 +21,8 @@ export const statusIntervalMs = 250;
 export const pendingLogfilesMax = 64;
 /** Compress a chunk only when zstd saves at least this fraction. */
 const compressionWorthwhile = 0.9;
+/** After a chunk that did not compress, this many are sent without trying (saves CPU). */
+export const compressionSkipChunks = 16;
 
 /** How much of one logfile may be served. */
 export interface LogExtent {
@@ -102,6 +104,7 @@ class ServedStream {
   private stopped = false;
   private pollTimer: TimerHandle | undefined;
   private statusTimer: TimerHandle | undefined;
+  private chunksUntilCompressionTry = 0;
 
   constructor(private readonly session: Session, private readonly context: LogServerContext) {}
 
@@ -224,8 +227,11 @@ class ServedStream {
     const file = await this.openFile(source);
     const raw = new Uint8Array(length);
     await readExactly(this.context.storage, file.fd, file.path, this.offset, raw);
-    const packed = zstdCompress(raw);
-    const compressed = packed.length < raw.length * compressionWorthwhile;
+    let packed: Uint8Array = raw;
+    if (this.chunksUntilCompressionTry > 0) this.chunksUntilCompressionTry--;
+    else packed = zstdCompress(raw);
+    const compressed = packed !== raw && packed.length < raw.length * compressionWorthwhile;
+    if (packed !== raw && !compressed) this.chunksUntilCompressionTry = compressionSkipChunks;
     const accepted = this.session.send({
       type: "log-data", sequence: this.sequence, offset: this.offset, compressed,
       bytes: compressed ? packed : raw, rawBytes: length, checksum: crc32(raw),
