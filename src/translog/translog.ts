@@ -56,6 +56,13 @@ export interface Translog extends BlockDevice {
   persistPosition(): Promise<void>;
   /** Counters for status output and tests. */
   statistics(): TranslogStatistics;
+  /**
+   * Emergency mode (docs/log-lifetime.md): appends a durable `gap` record, which marks the
+   * history from here on as missing (replicas stop before it).
+   */
+  markGap(): Promise<void>;
+  /** Resolves once every logged write is durable, on the backing disk, and the position saved. */
+  drain(): Promise<void>;
 }
 
 export interface TranslogStatistics {
@@ -187,6 +194,25 @@ class TranslogDevice implements Translog {
       durableSequence: this.writer.durableSequence, writtenBack: this.writeback.writtenCount,
       superseded: this.writeback.supersededCount,
     };
+  }
+
+  async markGap(): Promise<void> {
+    this.checkUsable();
+    let appended;
+    try {
+      appended = this.writer.append({ kind: "gap", deviceOffset: 0, lengthBytes: 0 });
+    } catch (error) {
+      if (error instanceof BlockError) throw error;
+      throw this.fail("log append failed", error);
+    }
+    await this.durable(appended.sequence);
+  }
+
+  async drain(): Promise<void> {
+    this.checkUsable();
+    await this.durable(this.writer.appendedSequence);
+    await this.writeback.drained();
+    await this.persistPosition();
   }
 
   async persistPosition(): Promise<void> {
