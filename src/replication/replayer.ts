@@ -108,6 +108,11 @@ export class Replayer {
     this.state = "stopped";
   }
 
+  /** Whether a pass is running (applied records may be ahead of `position` meanwhile). */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
   /** Resolves once no pass runs (for pause and tests). */
   async settled(): Promise<void> {
     while (this.running) await this.running;
