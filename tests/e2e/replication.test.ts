@@ -2,8 +2,9 @@
 import { afterAll, expect, test } from "bun:test";
 import { temporaryDirectory } from "../support/binary.ts";
 import { stopAllEngines } from "../support/engines.ts";
+import { sha256OfFile } from "../support/nbd-serve.ts";
 import {
-  diskDigests, fioWrite, replicationCluster, viewJson,
+  blankDisk, diskDigests, fioWrite, replicationCluster, viewJson,
 } from "../support/replication-cluster.ts";
 
 afterAll(async () => {
@@ -22,11 +23,18 @@ test("primary + 2 secondaries: fio verify, wait-sync --all, three equal disks", 
   const replication = view.resources[0].replication;
   expect(replication).toMatchObject({ status: "caught-up", consistent: true, defect: null });
   expect(replication.replayLagBytes).toBe(0);
+  const unknown = await cluster.primary.mars("wait-sync", "r9", "--timeout", "1");
+  expect(unknown.exitCode).toBe(8);
+  const json = await cluster.secondaries[1]!.mars("wait-sync", "--json", "--timeout", "10");
+  expect(json.exitCode).toBe(0);
+  expect(JSON.parse(json.stdout.trim().split("\n").at(-1)!)).toEqual({ synced: true, replicas: 1 });
   // The primary's backing disk lags its overlay until writeback finished: a graceful stop
   // writes everything back and persists the position before the disk is hashed.
   expect(await cluster.primary.stop()).toBe(0);
   for (const engine of cluster.secondaries) expect(await engine.stop()).toBe(0);
   const digests = await diskDigests(cluster);
+  const blank = await sha256OfFile(blankDisk(root, "blank", 64 * 1024 * 1024));
+  expect(digests.alpha).not.toBe(blank);
   expect(digests.beta).toBe(digests.alpha!);
   expect(digests.gamma).toBe(digests.alpha!);
 }, 90_000);
