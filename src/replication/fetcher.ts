@@ -1,19 +1,22 @@
 /** The fetching side of log shipping: copies a peer's logfiles here verbatim, durably, in order. */
 import { assert } from "../lib/assert.ts";
 import { isMarsError, MarsError } from "../lib/errors.ts";
-import { decodeLogfileHeader, logfileHeaderBytes } from "../log/format.ts";
-import { digestText, sameDigest, type LogPosition } from "../log/position.ts";
-import { scanLogfile } from "../log/reader.ts";
+import { logfileHeaderBytes } from "../log/format.ts";
+import type { LogPosition } from "../log/position.ts";
 import { crc32 } from "../platform/hash.ts";
 import { zstdDecompress } from "../platform/compress.ts";
 import type { Address, Network, Storage, TimerHandle, Clock } from "../platform/types.ts";
 import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
 import { logChunkBytesMax, type Message } from "../transport/messages.ts";
 import { PeerLink } from "../transport/peer-link.ts";
+import type { LocalLogfile } from "./log-files.ts";
 import {
-  chainDigestOfFile, localLogfiles, logfilePath, type LocalLogfile,
-} from "./log-files.ts";
+  createCopy, joinBytes, loadLocalCopies, truncateCopy, type LocalCopy,
+} from "./local-copies.ts";
 import { fetchWindowBytesMax, type LogExtent } from "./log-server.ts";
+
+/** A session silent this long is dropped and redialed (the source repeats its status every 5 s). */
+export const fetchSilenceMsMax = 15_000;
 
 /** Received bytes waiting to be written here; the server's window bounds them. */
 export const fetchQueueBytesMax = fetchWindowBytesMax + logChunkBytesMax;
@@ -40,14 +43,6 @@ export interface FetcherOptions {
 export interface FetchSource {
   readonly peer: string;
   readonly address: Address;
-}
-
-interface LocalCopy extends LocalLogfile {
-  /** Bytes written and fdatasync'ed here. */
-  syncedBytes: number;
-  /** Set once the source said the file ends here and every byte is synced. */
-  finished: boolean;
-  chainDigest?: Uint8Array;
 }
 
 type QueueItem =
@@ -81,43 +76,18 @@ export class Fetcher {
   private rateWindowStartMs = 0;
   private rateWindowBytes = 0;
   private verifyNext = false;
+  private lastHeardMs = 0;
+  private watchdog: TimerHandle | undefined;
 
   constructor(private readonly options: FetcherOptions) {}
 
   /** Loads the local copies; a newest copy with a damaged tail is cut back to its last record. */
   async load(): Promise<void> {
-    const { storage, directory } = this.options;
-    const listed = [...(await localLogfiles(storage, directory)).values()]
-      .sort((left, right) => left.sequence - right.sequence);
-    for (const [index, file] of listed.entries()) {
-      const status = await storage.files.status(file.path);
-      const newest = index === listed.length - 1;
-      const copy = { ...file, syncedBytes: status?.sizeBytes ?? 0, finished: !newest };
-      this.copies.set(file.sequence, copy);
-      if (newest) await this.trimNewest(copy);
+    for (const copy of await loadLocalCopies(this.options.storage, this.options.directory)) {
+      this.copies.set(copy.sequence, copy);
     }
-    const newest = listed.at(-1);
-    this.sequence = newest ? newest.sequence : 1;
-    const copy = this.copies.get(this.sequence);
-    this.receivedBytes = copy?.syncedBytes ?? 0;
-  }
-
-  private async trimNewest(copy: LocalCopy): Promise<void> {
-    let keep = copy.syncedBytes;
-    try {
-      const scan = await scanLogfile(this.options.storage, copy.path);
-      keep = scan.tornTail ? scan.tornTail.offset : scan.endOffset;
-    } catch (error) {
-      if (!isMarsError(error) || error.code !== "defective-log") throw error;
-      const details = error.details as { offset?: number; headerProblem?: boolean } | undefined;
-      keep = details?.headerProblem ? 0 : details?.offset ?? 0;
-    }
-    if (keep < logfileHeaderBytes) {
-      await this.options.storage.files.remove(copy.path);
-      this.copies.delete(copy.sequence);
-      return;
-    }
-    if (keep < copy.syncedBytes) await this.truncate(copy, keep);
+    this.sequence = Math.max(1, ...this.copies.keys());
+    this.receivedBytes = this.copies.get(this.sequence)?.syncedBytes ?? 0;
   }
 
   /** Where fetching stands: the end of what is durable here. */
@@ -177,6 +147,7 @@ export class Fetcher {
     this.link = undefined;
     this.session = undefined;
     this.ackTimer?.cancel();
+    this.watchdog?.cancel();
     if (this.state !== "split-brain") this.state = "paused";
   }
 
@@ -195,7 +166,7 @@ export class Fetcher {
       await this.options.storage.files.remove(later.path);
       this.copies.delete(later.sequence);
     }
-    await this.truncate(copy, offset);
+    await truncateCopy(this.options.storage, copy, offset);
     copy.finished = false;
     copy.chainDigest = undefined;
     this.sequence = sequence;
@@ -205,18 +176,6 @@ export class Fetcher {
     if (source) this.start(source);
   }
 
-  private async truncate(copy: LocalCopy, lengthBytes: number): Promise<void> {
-    const { files, io } = this.options.storage;
-    const fd = await files.open(copy.path, {});
-    try {
-      await files.truncate(fd, lengthBytes);
-      await io.submit([{ kind: "fsync", fd, dataOnly: false }]);
-    } finally {
-      await files.close(fd);
-    }
-    copy.syncedBytes = lengthBytes;
-  }
-
   private opened(session: Session): SessionHandlers {
     this.session = session;
     this.sessionNumber++;
@@ -224,6 +183,8 @@ export class Fetcher {
     this.sessionSyncedBytes = 0;
     this.state = "streaming";
     this.problem = "";
+    this.lastHeardMs = this.options.clock.monotonicMs();
+    this.watch(session);
     const origin = this.copies.get(this.sequence)?.origin ?? "";
     session.send({
       type: "log-fetch", resource: this.options.resource, sequence: this.sequence, origin,
@@ -244,7 +205,20 @@ export class Fetcher {
     };
   }
 
+  /** Drops a session that has been silent too long (a dead peer or a silent cut). */
+  private watch(session: Session): void {
+    this.watchdog?.cancel();
+    this.watchdog = this.options.clock.setTimer(fetchSilenceMsMax / 3, () => {
+      if (this.session !== session) return;
+      if (this.options.clock.monotonicMs() - this.lastHeardMs > fetchSilenceMsMax) {
+        return this.dropSession(session, "the source has been silent too long");
+      }
+      this.watch(session);
+    });
+  }
+
   private onMessage(session: Session, message: Message): void {
+    this.lastHeardMs = this.options.clock.monotonicMs();
     if (message.type === "log-data") return this.onData(session, message);
     if (message.type === "log-finished") {
       if (message.sequence !== this.sequence || message.lengthBytes !== this.receivedBytes) {
@@ -414,38 +388,14 @@ export class Fetcher {
    * nothing of it is written.
    */
   private async phaseCreate(sequence: number, start: Uint8Array) {
-    const header = decodeLogfileHeader(start.subarray(0, logfileHeaderBytes));
-    if (typeof header === "string" || header.sequence !== sequence ||
-      header.resource !== this.options.resource) {
-      this.splitBrain(`logfile ${sequence} from the source has a bad header`);
+    const created = await createCopy(this.options.storage, this.options.directory,
+      this.options.resource, sequence, start, this.copies.get(sequence - 1));
+    if (typeof created === "string") {
+      this.splitBrain(created);
       return undefined;
     }
-    const previous = this.copies.get(sequence - 1);
-    if (previous) {
-      previous.chainDigest ??= await chainDigestOfFile(this.options.storage, previous.path,
-        previous.syncedBytes);
-      if (!sameDigest(previous.chainDigest, header.previousDigest)) {
-        this.splitBrain(`logfile ${sequence} (${header.origin}) continues chain ` +
-          `${digestText(header.previousDigest).slice(0, 16)}, but logfile ${sequence - 1} ` +
-          `here ends chain ${digestText(previous.chainDigest).slice(0, 16)}`);
-        return undefined;
-      }
-    }
-    const path = logfilePath(this.options.directory, sequence, header.origin);
-    const { files, io } = this.options.storage;
-    await files.makeDirectory(this.options.directory);
-    const fd = await files.open(path, { create: true, exclusive: true });
-    try {
-      await io.submit([{ kind: "fsync", fd, dataOnly: false }]);
-    } finally {
-      await files.close(fd);
-    }
-    await files.syncDirectory(this.options.directory);
-    const copy: LocalCopy = {
-      sequence, origin: header.origin, path, syncedBytes: 0, finished: false,
-    };
-    this.copies.set(sequence, copy);
-    return copy;
+    this.copies.set(sequence, created);
+    return created;
   }
 
   /** Phase "finish": the source says the logfile ends; every byte of it is durable here. */
@@ -482,15 +432,4 @@ export class Fetcher {
     }
     if (!this.ackTimer) send();
   }
-}
-
-function joinBytes(items: readonly { bytes: Uint8Array }[]): Uint8Array {
-  const total = items.reduce((sum, item) => sum + item.bytes.length, 0);
-  const joined = new Uint8Array(total);
-  let offset = 0;
-  for (const item of items) {
-    joined.set(item.bytes, offset);
-    offset += item.bytes.length;
-  }
-  return joined;
 }

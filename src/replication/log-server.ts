@@ -10,13 +10,15 @@ import type { Session, SessionHandlers } from "../transport/channel.ts";
 import { logChunkBytesMax, type Message } from "../transport/messages.ts";
 import { localLogfiles, type LocalLogfile } from "./log-files.ts";
 import { RecordCursor, readExactly } from "./record-cursor.ts";
+import type { TailWatcher } from "./tail-watcher.ts";
 
 /** Bytes sent but not yet acknowledged as durable by the fetcher (the pipelining window). */
 export const fetchWindowBytesMax = 64 * 1024 * 1024;
-/** How often an idle stream looks for newly durable bytes at the tail of the log. */
-export const tailPollIntervalMs = 5;
-/** How often the server tells the fetcher where its durable end is and what is pending. */
+/** How often the server tells an active fetcher its durable end and what is pending. */
 export const statusIntervalMs = 250;
+/** How often it looks while the stream is idle; an unchanged status is repeated this often. */
+export const statusIdleIntervalMs = 1000;
+export const statusKeepaliveMs = 5000;
 /** Later logfiles summed into the pending-bytes estimate (beyond them it is a lower bound). */
 export const pendingLogfilesMax = 64;
 /** Compress a chunk only when zstd saves at least this fraction. */
@@ -76,6 +78,8 @@ export function directorySource(
 export interface LogServerContext {
   readonly storage: Storage;
   readonly clock: Clock;
+  /** Wakes streams waiting at the tail of a growing log. */
+  readonly tail: TailWatcher;
   /** The source of `resource` on this host, or undefined when this host does not serve it. */
   source(resource: string): LogSource | undefined;
   log(level: "info" | "warn", event: string, fields: Record<string, unknown>): void;
@@ -102,8 +106,9 @@ class ServedStream {
   private pumping = false;
   private blocked = false;
   private stopped = false;
-  private pollTimer: TimerHandle | undefined;
+  private cancelTailWait: (() => void) | undefined;
   private statusTimer: TimerHandle | undefined;
+  private lastStatus = { text: "", atMs: 0 };
   private chunksUntilCompressionTry = 0;
 
   constructor(private readonly session: Session, private readonly context: LogServerContext) {}
@@ -130,7 +135,7 @@ class ServedStream {
 
   stop(): void {
     this.stopped = true;
-    this.pollTimer?.cancel();
+    this.cancelTailWait?.();
     this.statusTimer?.cancel();
     void this.closeFile();
   }
@@ -183,8 +188,8 @@ class ServedStream {
   private kick(): void {
     if (this.pumping || this.stopped || this.source === undefined) return;
     this.pumping = true;
-    this.pollTimer?.cancel();
-    this.pollTimer = undefined;
+    this.cancelTailWait?.();
+    this.cancelTailWait = undefined;
     void this.pump().catch((error: unknown) => this.failed(error))
       .finally(() => { this.pumping = false; });
   }
@@ -206,7 +211,8 @@ class ServedStream {
           `longer (${this.offset}) than the source's (${extent.lengthBytes})`);
       }
       if (extent === undefined || (this.offset === extent.lengthBytes && !extent.finished)) {
-        this.pollTimer = this.context.clock.setTimer(tailPollIntervalMs, () => this.kick());
+        this.cancelTailWait = this.context.tail.wait(() => source.durableEnd(),
+          () => this.kick());
         return;
       }
       if (this.offset === extent.lengthBytes) {
@@ -257,16 +263,31 @@ class ServedStream {
     if (file) await this.context.storage.files.close(file.fd);
   }
 
-  /** Tells the fetcher the durable end here and how many bytes it still lacks. */
+  /**
+   * Tells the fetcher the durable end here and how many bytes it still lacks: when that changed
+   * (looked at every 250 ms while bytes are in flight, every second when idle), and every 5 s
+   * anyway, so the fetcher notices a dead connection.
+   */
   private sendStatus(): void {
     if (this.stopped || !this.source) return;
-    void this.pendingBytes(this.source).then((pendingBytes) => {
-      const end = this.source!.durableEnd();
+    const source = this.source;
+    void this.pendingBytes(source).then((pendingBytes) => {
+      const end = source.durableEnd();
+      const text = `${end.sequence}@${end.offsetBytes}+${pendingBytes}`;
+      const now = this.context.clock.monotonicMs();
+      if (text === this.lastStatus.text && now - this.lastStatus.atMs < statusKeepaliveMs) {
+        return;
+      }
+      this.lastStatus = { text, atMs: now };
       this.session.send({
         type: "log-status", sequence: end.sequence, durableOffset: end.offsetBytes, pendingBytes,
       });
-    }, (error: unknown) => this.failed(error));
-    this.statusTimer = this.context.clock.setTimer(statusIntervalMs, () => this.sendStatus());
+    }, (error: unknown) => this.failed(error)).finally(() => {
+      if (this.stopped) return;
+      const active = this.sentBytes > this.ackedBytes;
+      this.statusTimer = this.context.clock.setTimer(
+        active ? statusIntervalMs : statusIdleIntervalMs, () => this.sendStatus());
+    });
   }
 
   private async pendingBytes(source: LogSource): Promise<number> {

@@ -6,6 +6,7 @@ import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/
 import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
 import { directorySource, serveLogSession, type LogSource } from "./log-server.ts";
 import { Replica } from "./replica.ts";
+import { TailWatcher } from "./tail-watcher.ts";
 import type { ReplicationReport } from "./report.ts";
 
 /** How often each resource's replication state is sampled and, when changed, published. */
@@ -16,6 +17,8 @@ export interface PrimaryLog {
   readonly logEnd: LogPosition;
   readonly durableEnd: LogPosition;
   readonly writebackPosition: LogPosition;
+  /** True while the primary writes past the log (emergency mode, src/retention). */
+  readonly emergency?: boolean;
 }
 
 export interface ReplicationServiceOptions {
@@ -42,10 +45,12 @@ export class ReplicationService {
   private readonly served = new Map<string, Served>();
   private readonly published = new Map<string, string>();
   private readonly sessions = new Set<Session>();
+  private readonly tail: TailWatcher;
   private timer: TimerHandle | undefined;
   private stopped = false;
 
   constructor(private readonly options: ReplicationServiceOptions) {
+    this.tail = new TailWatcher(options.clock);
     options.map.onChange((entry) => {
       const [first, resource, third] = entry.key.split("/");
       if (first === "resource" && resource && (third === "todo" || third === "primary")) {
@@ -61,7 +66,7 @@ export class ReplicationService {
   serve(session: Session): SessionHandlers {
     this.sessions.add(session);
     const handlers = serveLogSession(session, {
-      storage: this.options.storage, clock: this.options.clock,
+      storage: this.options.storage, clock: this.options.clock, tail: this.tail,
       source: (resource) => this.served.get(resource)?.source,
       log: (level, event, fields) => this.log(level, event, fields),
     });
@@ -178,7 +183,7 @@ export class ReplicationService {
       replayed: primary.writebackPosition, fetchLagBytes: 0, replayLagBytes: 0,
       fetchRateBytesPerSecond: 0, replayRateBytesPerSecond: 0, writeRateBytesPerSecond: rate,
       source: null, fetchState: "serving", replayState: "writeback", defect: null, problem: null,
-      syncPercent: null, syncEtaSeconds: null, emergency: false,
+      syncPercent: null, syncEtaSeconds: null, emergency: primary.emergency === true,
       reportedMs: Math.floor(this.options.clock.nowMs()),
     };
   }
@@ -207,5 +212,6 @@ export class ReplicationService {
     this.stopped = true;
     this.timer?.cancel();
     for (const session of [...this.sessions]) session.close();
+    this.tail.stop();
   }
 }

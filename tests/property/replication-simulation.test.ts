@@ -8,6 +8,7 @@ import { seededRandom } from "../../src/platform/random.ts";
 import type { Random } from "../../src/platform/types.ts";
 import { directorySource, serveLogSession } from "../../src/replication/log-server.ts";
 import { Replica } from "../../src/replication/replica.ts";
+import { TailWatcher } from "../../src/replication/tail-watcher.ts";
 import { acceptChannel, type ChannelContext } from "../../src/transport/channel.ts";
 import { propertyParameters } from "../support/property.ts";
 import { SimulatedClock } from "../support/simulated-clock.ts";
@@ -49,6 +50,7 @@ function context(host: string, clock: SimulatedClock, random: Random): ChannelCo
 class Simulation {
   readonly clock = new SimulatedClock();
   readonly network = new SimulatedStreamNetwork(this.clock);
+  readonly tail = new TailWatcher(this.clock);
   readonly random: Random;
   readonly primaryStorage: SimulatedStorage;
   secondaryStorage: SimulatedStorage;
@@ -80,6 +82,7 @@ class Simulation {
         admit: () => undefined, refused: () => {},
         opened: (session) => serveLogSession(session, {
           storage: this.primaryStorage, clock: this.clock, source: () => source, log: () => {},
+          tail: this.tail,
         }),
       }));
     await this.secondaryStorage.files.makeDirectory("/secondary");
