@@ -58,6 +58,8 @@ export class Fetcher {
   sourceEnd: LogPosition | undefined;
   /** Bytes the source has that are not durable here yet, as last reported. */
   pendingBytes = 0;
+  /** Since when the source could not be reached (undefined while a session is open). */
+  unreachableSinceMs: number | undefined;
   /** Bytes made durable here since start (for rates). */
   syncedBytesTotal = 0;
   private readonly copies = new Map<number, LocalCopy>();
@@ -123,6 +125,7 @@ export class Fetcher {
     if (this.link && source && this.source?.peer === source.peer && sameAddress) return;
     this.stop();
     this.source = source;
+    this.unreachableSinceMs = undefined;
     if (!source) {
       this.state = "no-source";
       return;
@@ -132,6 +135,7 @@ export class Fetcher {
       this.options.context, "log", {
         opened: (session) => this.opened(session),
         failed: (reason) => {
+          this.unreachableSinceMs ??= this.options.clock.monotonicMs();
           if (this.state === "streaming" || this.state === "connecting") {
             this.state = "connecting";
             this.problem = reason;
@@ -183,6 +187,7 @@ export class Fetcher {
     this.sessionSyncedBytes = 0;
     this.state = "streaming";
     this.problem = "";
+    this.unreachableSinceMs = undefined;
     this.lastHeardMs = this.options.clock.monotonicMs();
     this.watch(session);
     const origin = this.copies.get(this.sequence)?.origin ?? "";

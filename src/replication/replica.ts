@@ -38,6 +38,12 @@ export interface ReplicaSwitches {
 export interface ReplicaDriver {
   markInconsistent(reason: string): void;
   markConsistent(): void;
+  /**
+   * Stops fetching for `reason` (e.g. the store is short of space) until released; the fetch
+   * switch and the source are kept, so a release resumes exactly where fetching stood.
+   */
+  holdFetch(reason: string): void;
+  releaseFetch(reason: string): void;
   /** Shows a status that this module does not derive itself ("syncing", "emergency"). */
   overrideStatus(status: ReplicaStatus | undefined, syncPercent?: number, etaSeconds?: number):
     void;
@@ -53,6 +59,7 @@ export class Replica implements ReplicaDriver {
   private pendingDefect: { sequence: number; offset: number; file: string; reason: string } |
     undefined;
   private repairing = false;
+  private readonly fetchHolds = new Set<string>();
   private sample = { atMs: 0, fetched: 0, replayed: 0 };
   private rates = { fetch: 0, replay: 0 };
 
@@ -97,13 +104,36 @@ export class Replica implements ReplicaDriver {
     const fetchChanged = switches.fetch !== this.switches.fetch;
     this.switches = switches;
     this.source = source;
-    if (fetchChanged || sourceChanged) {
-      if (switches.fetch) this.fetcher.start(source);
-      else this.fetcher.stop();
-    }
-    if (switches.fetch && this.pendingDefect && !this.repairing) void this.repair();
+    if (fetchChanged || sourceChanged) this.applyFetch();
+    if (this.fetching && this.pendingDefect && !this.repairing) void this.repair();
     if (switches.replay && !this.pendingDefect) this.replayer.resume();
     if (!switches.replay) this.replayer.pause();
+    this.options.changed();
+  }
+
+  /** Fetching runs when its switch is on and nothing holds it. */
+  private get fetching(): boolean {
+    return this.switches.fetch && this.fetchHolds.size === 0;
+  }
+
+  private applyFetch(): void {
+    if (this.fetching) this.fetcher.start(this.source);
+    else this.fetcher.stop();
+  }
+
+  holdFetch(reason: string): void {
+    const before = this.fetching;
+    this.fetchHolds.add(reason);
+    if (before) this.applyFetch();
+    this.options.changed();
+  }
+
+  releaseFetch(reason: string): void {
+    if (!this.fetchHolds.delete(reason)) return;
+    if (this.fetching) {
+      this.applyFetch();
+      if (this.pendingDefect && !this.repairing) void this.repair();
+    }
     this.options.changed();
   }
 
@@ -112,7 +142,7 @@ export class Replica implements ReplicaDriver {
       sequence: defect.sequence, offset: defect.offset, file: defect.path, reason: defect.reason,
     };
     this.options.changed();
-    if (this.switches.fetch) void this.repair();
+    if (this.fetching) void this.repair();
   }
 
   /** Re-fetches a damaged local copy from the defective record on, then resumes replay. */
@@ -160,7 +190,9 @@ export class Replica implements ReplicaDriver {
       : Math.max(this.fetcher.pendingBytes, this.distance(fetched, this.fetcher.sourceEnd));
     const defect = this.pendingDefect ?? (this.replayer.state === "defective"
       ? { file: "", offset: 0, reason: this.replayer.problem } : undefined);
-    const problem = this.fetcher.problem || this.replayer.problem || this.inconsistentReason;
+    const held = [...this.fetchHolds].map((reason) => `fetch held: ${reason}`).join("; ");
+    const problem = this.fetcher.problem || this.replayer.problem || this.inconsistentReason ||
+      held;
     return {
       status: this.status(), consistent: this.consistent,
       logEnd: this.fetcher.sourceEnd ?? null, fetched, replayed,

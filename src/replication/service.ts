@@ -1,16 +1,20 @@
 /** The engine's replication: serves logs, runs a replica per secondary, publishes their state. */
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
-import type { LogPosition } from "../log/position.ts";
+import { comparePositions, type LogPosition } from "../log/position.ts";
 import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/types.ts";
 import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
 import { directorySource, serveLogSession, type LogSource } from "./log-server.ts";
 import { Replica } from "./replica.ts";
 import { TailWatcher } from "./tail-watcher.ts";
-import type { ReplicationReport } from "./report.ts";
+import { asReport, type ReplicationReport } from "./report.ts";
 
 /** How often each resource's replication state is sampled and, when changed, published. */
 export const reportIntervalMs = 500;
+/** A primary unreachable this long makes a replica fetch from a member that is further ahead. */
+export const sourceFailoverMs = 10_000;
+/** How long a replica fetches from another member before it tries the primary again. */
+export const sourceRetryPrimaryMs = 60_000;
 
 /** The primary's log as replication sees it (the translog device provides these). */
 export interface PrimaryLog {
@@ -46,6 +50,8 @@ export class ReplicationService {
   private readonly published = new Map<string, string>();
   private readonly sessions = new Set<Session>();
   private readonly tail: TailWatcher;
+  /** Replicas fetching from a member other than the primary, and since when. */
+  private readonly fallbacks = new Map<string, { peer: string; sinceMs: number }>();
   private timer: TimerHandle | undefined;
   private stopped = false;
 
@@ -112,6 +118,7 @@ export class ReplicationService {
     this.configure(resource);
     return async () => {
       this.replicas.delete(resource);
+      this.fallbacks.delete(resource);
       this.served.delete(resource);
       await replica.close();
     };
@@ -142,12 +149,49 @@ export class ReplicationService {
     const fetch = map.get(keys.todo(resource, host, "fetch")) === true;
     const replay = map.get(keys.todo(resource, host, "replay")) === true;
     const primary = map.get(keys.primary(resource));
-    let source;
-    if (typeof primary === "string" && primary !== "" && primary !== host) {
-      const address = this.options.addressOf(primary);
-      if (address) source = { peer: primary, address };
+    const fallback = this.fallbacks.get(resource)?.peer;
+    const peer = fallback ?? (typeof primary === "string" && primary !== host ? primary : "");
+    const address = peer === "" ? undefined : this.options.addressOf(peer);
+    replica.configure({ fetch, replay }, address ? { peer, address } : undefined);
+  }
+
+  /**
+   * The origin is preferred, any member may serve: when the primary has been unreachable for
+   * `sourceFailoverMs`, fetch from the member whose copy reaches furthest beyond ours; go back
+   * to the primary after `sourceRetryPrimaryMs` (or when the fallback fails too).
+   */
+  private chooseSource(resource: string, replica: Replica): void {
+    const now = this.options.clock.monotonicMs();
+    const current = this.fallbacks.get(resource);
+    const unreachableSince = replica.fetcher.unreachableSinceMs;
+    if (current) {
+      const failing = unreachableSince !== undefined && now - unreachableSince >= sourceFailoverMs;
+      if (now - current.sinceMs < sourceRetryPrimaryMs && !failing) return;
+      this.fallbacks.delete(resource);
+      this.log("info", "log-source-primary-again", { resource });
+      return this.configure(resource);
     }
-    replica.configure({ fetch, replay }, source);
+    if (unreachableSince === undefined || now - unreachableSince < sourceFailoverMs) return;
+    const best = this.furthestMember(resource, replica);
+    if (!best) return;
+    this.fallbacks.set(resource, { peer: best, sinceMs: now });
+    this.log("warn", "log-source-fallback", { resource, peer: best });
+    this.configure(resource);
+  }
+
+  private furthestMember(resource: string, replica: Replica): string | undefined {
+    const { map, host } = this.options;
+    const primary = map.get(keys.primary(resource));
+    const prefix = `resource/${resource}/member/`;
+    let best: { peer: string; fetched: LogPosition } | undefined;
+    for (const entry of map.list(prefix)) {
+      const peer = entry.key.slice(prefix.length);
+      if (peer === host || peer === primary) continue;
+      const fetched = asReport(map.get(keys.replication(resource, peer)))?.fetched;
+      if (!fetched || comparePositions(fetched, replica.fetcher.fetchedEnd) <= 0) continue;
+      if (!best || comparePositions(fetched, best.fetched) > 0) best = { peer, fetched };
+    }
+    return best?.peer;
   }
 
   private schedule(): void {
@@ -159,7 +203,10 @@ export class ReplicationService {
   }
 
   private publishAll(): void {
-    for (const [resource, replica] of this.replicas) this.publish(resource, replica.report());
+    for (const [resource, replica] of this.replicas) {
+      this.chooseSource(resource, replica);
+      this.publish(resource, replica.report());
+    }
     for (const [resource, served] of this.served) {
       if (served.primary) this.publish(resource, this.primaryReport(served, served.primary));
     }

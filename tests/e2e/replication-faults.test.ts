@@ -134,3 +134,28 @@ test("anytime consistency: a replica paused at random points equals the primary'
     }
     expect(new Set(snapshots.map((item) => JSON.stringify(item.position))).size).toBeGreaterThan(1);
   }, 90_000);
+
+test("with the primary gone, a secondary fetches from a member that is further ahead",
+  async () => {
+    const root = temporaryDirectory("mars-e2e-replication-fallback-");
+    const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
+    const [beta, gamma] = cluster.secondaries as [EngineHandle, EngineHandle];
+    expect((await gamma.mars("pause-fetch", "r1")).exitCode).toBe(0);
+    await fioWrite(cluster.uri, "8M", root);
+    expect((await cluster.primary.mars("wait-sync", "r1", "--timeout", "30")).exitCode).toBe(0);
+    const waited = await beta.mars("wait-sync", "r1", "--timeout", "30");
+    expect(waited.exitCode).toBe(0);
+    expect(await cluster.primary.stop()).toBe(0);
+    const target = (await replicationOf(beta)).replayed as LogPosition;
+    expect((await gamma.mars("resume-fetch", "r1")).exitCode).toBe(0);
+    await eventually(async () => {
+      const replication = await replicationOf(gamma);
+      return replication?.source === "beta" &&
+        JSON.stringify(replication.replayed) === JSON.stringify(target);
+    }, 30_000);
+    expect(gamma.log()).toContain("log-source-fallback");
+    for (const engine of [beta, gamma]) expect(await engine.stop()).toBe(0);
+    const digests = await diskDigests(cluster);
+    expect(digests.beta).toBe(digests.alpha!);
+    expect(digests.gamma).toBe(digests.alpha!);
+  }, 90_000);
