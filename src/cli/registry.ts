@@ -151,6 +151,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/run.ts").then((module) => module.default),
   },
   {
+    name: "demo", group: "engine",
+    summary: "A three-host cluster on this machine: replication shown and verified",
+    load: () => import("./commands/demo.ts").then((module) => module.default),
+  },
+  {
     name: "version", group: "engine", summary: "Print the version and commit (--verbose: platform)",
     load: () => import("./commands/version.ts").then((module) => module.default),
   },
