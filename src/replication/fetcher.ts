@@ -7,13 +7,16 @@ import { crc32 } from "../platform/hash.ts";
 import { zstdDecompress } from "../platform/compress.ts";
 import type { Address, Network, Storage, TimerHandle, Clock } from "../platform/types.ts";
 import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
-import { logChunkBytesMax, type Message } from "../transport/messages.ts";
+import {
+  logChunkBytesMax, logTailBytesMax, type Message,
+} from "../transport/messages.ts";
 import { PeerLink } from "../transport/peer-link.ts";
 import type { LocalLogfile } from "./log-files.ts";
 import {
   createCopy, joinBytes, loadLocalCopies, truncateCopy, type LocalCopy,
 } from "./local-copies.ts";
 import { fetchWindowBytesMax, type LogExtent } from "./log-server.ts";
+import { readExactly } from "./record-cursor.ts";
 
 /** A session silent this long is dropped and redialed (the source repeats its status every 5 s). */
 export const fetchSilenceMsMax = 15_000;
@@ -34,6 +37,11 @@ export interface FetcherOptions {
   readonly context: ChannelContext;
   /** Bytes per second at most (0: unlimited). */
   readonly rateBytesPerSecondMax: number;
+  /**
+   * The first logfile to fetch when there is no later local copy: the one the replay position
+   * names (after a full sync, earlier logfiles are not needed and may be deleted already).
+   */
+  readonly firstSequence?: number;
   /** New durable bytes are here (the replayer may go on). */
   readonly progressed: () => void;
   readonly log: (level: "info" | "warn" | "error", event: string,
@@ -78,6 +86,8 @@ export class Fetcher {
   private rateWindowStartMs = 0;
   private rateWindowBytes = 0;
   private verifyNext = false;
+  /** The last bytes (≤ logTailBytesMax) before `receivedBytes` of the logfile being fetched. */
+  private tail: Uint8Array = new Uint8Array(0);
   private lastHeardMs = 0;
   private watchdog: TimerHandle | undefined;
 
@@ -88,8 +98,24 @@ export class Fetcher {
     for (const copy of await loadLocalCopies(this.options.storage, this.options.directory)) {
       this.copies.set(copy.sequence, copy);
     }
-    this.sequence = Math.max(1, ...this.copies.keys());
+    this.sequence = Math.max(this.options.firstSequence ?? 1, ...this.copies.keys());
     this.receivedBytes = this.copies.get(this.sequence)?.syncedBytes ?? 0;
+    await this.loadTail();
+  }
+
+  /** Reads the tail of the copy being fetched (after a start or a repair). */
+  private async loadTail(): Promise<void> {
+    const copy = this.copies.get(this.sequence);
+    const length = Math.min(logTailBytesMax, this.receivedBytes);
+    this.tail = new Uint8Array(length);
+    if (!copy || length === 0) return;
+    const fd = await this.options.storage.files.open(copy.path, { readOnly: true });
+    try {
+      await readExactly(this.options.storage, fd, copy.path, this.receivedBytes - length,
+        this.tail);
+    } finally {
+      await this.options.storage.files.close(fd);
+    }
   }
 
   /** Where fetching stands: the end of what is durable here. */
@@ -175,6 +201,7 @@ export class Fetcher {
     copy.chainDigest = undefined;
     this.sequence = sequence;
     this.receivedBytes = offset;
+    await this.loadTail();
     this.verifyNext = true;
     this.options.log("warn", "log-repair", { resource: this.options.resource, sequence, offset });
     if (source) this.start(source);
@@ -193,7 +220,7 @@ export class Fetcher {
     const origin = this.copies.get(this.sequence)?.origin ?? "";
     session.send({
       type: "log-fetch", resource: this.options.resource, sequence: this.sequence, origin,
-      offset: this.receivedBytes, verify: this.verifyNext,
+      offset: this.receivedBytes, tail: this.tail, verify: this.verifyNext,
     });
     const number = this.sessionNumber;
     return {
@@ -232,6 +259,7 @@ export class Fetcher {
       this.enqueue({ kind: "finish", session: this.sessionNumber, ...message });
       this.sequence++;
       this.receivedBytes = 0;
+      this.tail = new Uint8Array(0);
       return;
     }
     if (message.type === "log-status") {
@@ -267,6 +295,7 @@ export class Fetcher {
       offset: message.offset, bytes: bytes.slice(),
     });
     this.receivedBytes += bytes.length;
+    this.tail = lastBytes(this.tail, bytes, logTailBytesMax);
   }
 
   private onRefusal(code: string, reason: string): void {
@@ -437,4 +466,14 @@ export class Fetcher {
     }
     if (!this.ackTimer) send();
   }
+}
+
+/** The last `limit` bytes of `earlier` followed by `later`. */
+function lastBytes(earlier: Uint8Array, later: Uint8Array, limit: number): Uint8Array {
+  if (later.length >= limit) return later.slice(later.length - limit);
+  const keep = Math.min(earlier.length, limit - later.length);
+  const joined = new Uint8Array(keep + later.length);
+  joined.set(earlier.subarray(earlier.length - keep));
+  joined.set(later, keep);
+  return joined;
 }

@@ -75,14 +75,15 @@ export class Replica implements ReplicaDriver {
     const { storage, directory } = options;
     await storage.files.makeDirectory(directory);
     let replica: Replica | undefined;
+    const store = await PositionStore.open(storage, directory);
     const fetcher = new Fetcher({
       resource: options.resource, directory, storage, clock: options.clock,
       network: options.network, context: options.context,
       rateBytesPerSecondMax: options.fetchRateBytesPerSecondMax ?? 0,
       progressed: () => replica?.replayer.kick(), log: options.log,
+      ...(store.current ? { firstSequence: store.current.sequence } : {}),
     });
     await fetcher.load();
-    const store = await PositionStore.open(storage, directory);
     const device = await openFileDevice(storage, options.disk);
     const start = store.current ?? {
       sequence: fetcher.oldestSequence ?? 1,
