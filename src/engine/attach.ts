@@ -6,6 +6,7 @@ import { NbdServer } from "../nbd/server.ts";
 import type { Clock, FileLocks, Network, Storage } from "../platform/types.ts";
 import type { LogPosition } from "../log/position.ts";
 import { openTranslog } from "../translog/translog.ts";
+import { EmergencyDevice } from "../retention/emergency.ts";
 
 export interface AttachSpec {
   readonly resource: string;
@@ -28,9 +29,12 @@ export interface Attached {
     readonly logEnd: LogPosition;
     readonly durableEnd: LogPosition;
     readonly writebackPosition: LogPosition;
+    readonly emergency?: boolean;
   };
   /** The primary's device view (translog: overlay + disk), which a full sync reads. */
   readonly primaryDevice?: BlockDevice;
+  /** The primary's export, which can switch to emergency mode (src/retention). */
+  readonly emergency?: EmergencyDevice;
   detach(): Promise<void>;
 }
 
@@ -84,13 +88,19 @@ export async function claimDisk(effects: AttacherEffects, disk: string, sizeByte
 /** The primary's data path: disk → translog → NBD server on a unix socket. */
 async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
   const backing = await openFileDevice(effects.storage, spec.disk);
-  const device = await openTranslog({
+  const translog = await openTranslog({
     storage: effects.storage, clock: effects.clock, directory: spec.logDirectory,
     resource: spec.resource, host: spec.host, backing,
   }).catch(async (error) => {
     await backing.close();
     throw error;
   });
+  // A second handle on the disk, used only in emergency mode (writes straight to the disk).
+  const direct = await openFileDevice(effects.storage, spec.disk).catch(async (error) => {
+    await translog.close();
+    throw error;
+  });
+  const device = new EmergencyDevice(translog, direct);
   const server = new NbdServer({ exports: [{ name: spec.resource, device }] });
   try {
     await effects.storage.files.remove(spec.socketPath);
@@ -116,6 +126,7 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
           exportAddress: kernel ? `${kernel.devicePath} ${socketAddress}` : socketAddress,
           primaryLog: device,
           primaryDevice: device,
+          emergency: device,
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

@@ -17,6 +17,9 @@ import type { Address } from "../platform/types.ts";
 import { replicatingAttacher } from "./replicating-attacher.ts";
 import { SyncService } from "../sync/service.ts";
 import { syncingAttacher } from "./syncing-attacher.ts";
+import {
+  defaultLifetimeSettings, LifetimeService, type LifetimeSettings,
+} from "../retention/service.ts";
 
 export interface EngineEffects {
   readonly clock: Clock;
@@ -32,6 +35,8 @@ export interface EngineOptions {
   readonly logger: Logger;
   readonly attacher: ResourceAttacher;
   readonly timing?: ClusterTiming;
+  /** Free-space thresholds and retention limits (docs/log-lifetime.md). */
+  readonly lifetime?: LifetimeSettings;
 }
 
 export class Engine {
@@ -41,6 +46,7 @@ export class Engine {
     readonly resources: ResourceManager,
     readonly replication: ReplicationService,
     readonly sync: SyncService,
+    readonly lifetime: LifetimeService,
     private readonly control: ControlServer,
     private readonly lock: HeldLock,
     private readonly logger: Logger,
@@ -75,10 +81,22 @@ export class Engine {
         log: (level, event, fields) => logger.log(level, event, fields),
       });
       node.syncSessions = (session) => sync.serve(session);
+      const lifetime = new LifetimeService({
+        map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
+        homePath: options.homePath, settings: options.lifetime ?? defaultLifetimeSettings,
+        replication, log: (level, event, fields) => logger.log(level, event, fields),
+      });
       // A secondary syncs (when due) before its replica replays; a primary serves its view.
-      const attacher = replicatingAttacher(syncingAttacher(options.attacher, sync), {
+      const attacher = replicatingAttacher(syncingAttacher(options.attacher, sync, lifetime), {
         attachPrimary: (...args) => replication.attachPrimary(...args),
-        attachSecondary: (...args) => sync.attachSecondary(...args),
+        attachSecondary: async (resource, disk, directory) => {
+          const stopWatching = lifetime.attachSecondary(resource, directory);
+          const stop = await sync.attachSecondary(resource, disk, directory);
+          return async () => {
+            stopWatching();
+            await stop();
+          };
+        },
       });
       const resources = new ResourceManager(node.map, identity.host, attacher,
         (resource) => ({
@@ -97,7 +115,8 @@ export class Engine {
         host: identity.host, cluster: identity.cluster, listen: identity.listen, port,
         resources: resources.attachedCount, keys: node.map.size,
       });
-      return new Engine(home, node, resources, replication, sync, control, lock, logger);
+      return new Engine(home, node, resources, replication, sync, lifetime, control, lock,
+        logger);
     } catch (error) {
       await lock.release();
       throw error;
@@ -111,6 +130,7 @@ export class Engine {
     await this.resources.stop();
     this.replication.stop();
     this.sync.stop();
+    this.lifetime.stop();
     await this.node.stop();
     await this.lock.release();
     this.logger.log("info", "engine-stopped", {});

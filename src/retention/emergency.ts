@@ -34,6 +34,20 @@ export class EmergencyDevice implements BlockDevice {
     this.capabilities = translog.capabilities;
   }
 
+  get logEnd() {
+    return this.translog.logEnd;
+  }
+  get durableEnd() {
+    return this.translog.durableEnd;
+  }
+  get writebackPosition() {
+    return this.translog.writebackPosition;
+  }
+  /** True while writes bypass the log (published in the primary's replication report). */
+  get emergency(): boolean {
+    return this.mode !== "logging";
+  }
+
   read(offset: number, target: Uint8Array): Promise<void> {
     return this.route((device) => device.read(offset, target));
   }

@@ -3,13 +3,13 @@ import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import { isMarsError } from "../lib/errors.ts";
 import { openFileDevice } from "../block/file.ts";
-import { comparePositions, positionText } from "../log/position.ts";
+import { comparePositions, positionText, type LogPosition } from "../log/position.ts";
 import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService } from "../replication/service.ts";
 import { positionFileName, PositionStore } from "../translog/position-store.ts";
 import { dialChannel, type ChannelContext, type Session } from "../transport/channel.ts";
-import { fileCursorStore, type SyncCursor } from "./cursor.ts";
+import { fileCursorStore, type SyncCursor, type SyncCursorStore } from "./cursor.ts";
 import { catchUpDone, runFullSync } from "./full-sync.ts";
 import { RemoteSyncPeer } from "./remote.ts";
 import type { SyncMessage } from "./wire.ts";
@@ -51,10 +51,27 @@ export class SecondarySync {
   private session: Session | undefined;
   private timer: TimerHandle | undefined;
   private wake: (() => void) | undefined;
-  private readonly cursors;
+  private readonly cursors: SyncCursorStore;
+  /** The sync's catch-up start: published as this member's retention hold while it copies. */
+  private holdPosition: LogPosition | undefined;
 
   constructor(private readonly options: SecondarySyncOptions) {
-    this.cursors = fileCursorStore(options.storage, options.directory);
+    const files = fileCursorStore(options.storage, options.directory);
+    this.cursors = {
+      load: async () => {
+        const cursor = await files.load();
+        this.holdPosition = cursor?.startPosition;
+        return cursor;
+      },
+      save: async (cursor) => {
+        await files.save(cursor);
+        this.holdPosition = cursor.startPosition;
+      },
+      clear: async () => {
+        await files.clear();
+        this.holdPosition = undefined;
+      },
+    };
     options.map.onChange((entry) => {
       if (entry.key === keys.invalidate(options.resource, options.host) ||
         entry.key === keys.todo(options.resource, options.host, "sync")) this.wake?.();
@@ -256,7 +273,9 @@ export class SecondarySync {
   private report(progress?: { percent: number; etaSeconds: number | null }, problem?: string) {
     const primary = this.options.map.get(keys.primary(this.options.resource));
     this.options.publish({
-      status: "syncing", consistent: false, logEnd: null, fetched: null, replayed: null,
+      // `replayed` names where the catch-up replay starts: retention keeps the log from there.
+      status: "syncing", consistent: false, logEnd: null, fetched: null,
+      replayed: this.holdPosition ?? null,
       fetchLagBytes: 0, replayLagBytes: 0, fetchRateBytesPerSecond: 0,
       replayRateBytesPerSecond: 0, writeRateBytesPerSecond: 0,
       source: typeof primary === "string" && primary !== "" ? primary : null,

@@ -76,7 +76,10 @@ test("join-resource onto a disk with other content: full sync under writes, equa
   ok("invalidate", await beta.mars("invalidate", "r1"));
   await fioWrite(uri, "8M", root);
   // The log restarts with the process: this sync-done is the invalidated replica's.
-  await eventually(async () => beta.log().includes("sync-done"), 30_000);
+  await eventually(async () => beta.log().includes("sync-done"), 30_000).catch((error) => {
+    console.error("BETA", beta.log().slice(-3000), "ALPHA", alpha.log().slice(-3000));
+    throw error;
+  });
   expect(beta.log().indexOf("replica-invalidated")).toBeLessThan(beta.log().indexOf("sync-done"));
   const again = await alpha.mars("wait-sync", "--all", "--timeout", "60");
   expect(again.exitCode).toBe(0);

@@ -12,6 +12,9 @@ import { Home, homeFiles } from "../../store/home.ts";
 import { peerNetwork, tlsArgs, tlsFilesOf } from "../tls-args.ts";
 import { realEffects } from "../effects.ts";
 import { globalOptions } from "../global-args.ts";
+import {
+  defaultLifetimeSettings, type LifetimeSettings,
+} from "../../retention/service.ts";
 
 /** How long the kernel keeps a device whose server went away before failing its I/O. */
 export const kernelDeadConnectionSeconds = 120;
@@ -21,6 +24,14 @@ export default defineCommand({
   args: {
     "log-format": { type: "string", valueHint: "text|json", description: "Log line format" },
     ...tlsArgs,
+    "space-thresholds": {
+      type: "string", valueHint: "WARN,TRIM,STOP-FETCH,EMERGENCY",
+      description: "Free-space floors of the home in percent (default 20,10,5,2)",
+    },
+    "retention-lag": {
+      type: "string", valueHint: "BYTES,SECONDS",
+      description: "A member further behind stops holding logfiles (default 64 GiB, 3 days)",
+    },
     "tombstone-retention": {
       type: "string", valueHint: "SECONDS",
       description: `Keep deletions at least this long before purging (default ${
@@ -64,7 +75,7 @@ export default defineCommand({
       }
       : undefined;
     const engine = await Engine.start({
-      homePath: options.home, effects, logger,
+      homePath: options.home, effects, logger, lifetime: lifetimeSettings(args),
       attacher: directAttacher(kernel ? { ...effects, kernel } : effects),
       timing: { ...defaultTiming, tombstoneRetentionMs: Math.round(retention * 1000) },
     });
@@ -78,3 +89,33 @@ export default defineCommand({
     await engine.stop(signal);
   },
 });
+
+/** --space-thresholds and --retention-lag, checked, over the documented defaults. */
+function lifetimeSettings(args: Record<string, unknown>): LifetimeSettings {
+  const numbers = (name: string, count: number): number[] | undefined => {
+    const text = args[name];
+    if (text === undefined) return undefined;
+    const values = String(text).split(",").map(Number);
+    if (values.length !== count || values.some((value) => !Number.isFinite(value) || value < 0)) {
+      throw new MarsError("usage", `--${name} takes ${count} comma-separated numbers`);
+    }
+    return values;
+  };
+  const floors = numbers("space-thresholds", 4);
+  const lag = numbers("retention-lag", 2);
+  const thresholds = floors ? {
+    ...defaultLifetimeSettings.thresholds, warnFreeFraction: floors[0]! / 100,
+    trimFreeFraction: floors[1]! / 100, stopFetchFreeFraction: floors[2]! / 100,
+    emergencyFreeFraction: floors[3]! / 100,
+  } : defaultLifetimeSettings.thresholds;
+  const descending = thresholds.warnFreeFraction <= 1 &&
+    thresholds.warnFreeFraction >= thresholds.trimFreeFraction &&
+    thresholds.trimFreeFraction >= thresholds.stopFetchFreeFraction &&
+    thresholds.stopFetchFreeFraction >= thresholds.emergencyFreeFraction;
+  if (!descending) throw new MarsError("usage", "--space-thresholds must descend, ≤ 100");
+  return {
+    thresholds,
+    retention: lag ? { lagBytesMax: lag[0]!, lagAgeMsMax: lag[1]! * 1000 }
+      : defaultLifetimeSettings.retention,
+  };
+}
