@@ -4,13 +4,16 @@ import { transmissionFlagsOf } from "../../nbd/protocol.ts";
 import type { NbdServer } from "../../nbd/server.ts";
 import {
   attachKernelDevice, detachKernelDevice, kernelDeviceStatus, kernelDriverAvailable,
-  linkStableName, protectAgainstReclaimDeadlock, readStableName, unlinkStableName,
+  type KernelAttachOptions, linkStableName, protectAgainstReclaimDeadlock, readStableName,
+  unlinkStableName,
 } from "../../platform/nbd-kernel.ts";
 import { adoptSocket } from "../../platform/network.ts";
 import type { ConnectionHandlers } from "../../platform/types.ts";
 
-/** Seconds a kernel request may stay unanswered before the connection counts as dead. */
+/** Default seconds a kernel request may stay unanswered before the kernel drops the socket. */
 export const kernelRequestTimeoutSeconds = 30;
+/** Re-attach attempts in a row after the kernel dropped our socket, one second apart. */
+export const reattachAttemptsMax = 10;
 /** The kernel's block size is a power of two between 512 bytes and a page. */
 const kernelBlockBytesMin = 512;
 const kernelBlockBytesMax = 4096;
@@ -23,13 +26,21 @@ export interface KernelExport {
   detach(warn: (line: string) => void): void;
 }
 
+export interface KernelServeOptions {
+  readonly name: string;
+  readonly requested: number | "auto" | undefined;
+  readonly requestTimeoutSeconds: number;
+  readonly deadTimeoutSeconds: number;
+  readonly warn: (line: string) => void;
+}
+
 export async function attachToKernel(
-  server: NbdServer, name: string, requested: number | "auto" | undefined,
-  deadTimeoutSeconds: number, warn: (line: string) => void,
+  server: NbdServer, options: KernelServeOptions,
 ): Promise<KernelExport> {
   if (!kernelDriverAvailable()) {
     throw new MarsError("not-found", "kernel nbd driver not available: modprobe nbd");
   }
+  const { name, warn } = options;
   for (const problem of protectAgainstReclaimDeadlock()) {
     warn(`reclaim-deadlock protection incomplete: ${problem}`);
   }
@@ -39,37 +50,75 @@ export async function attachToKernel(
   if (minimum > kernelBlockBytesMax) {
     throw new MarsError("usage", `the kernel cannot address ${minimum}-byte blocks`);
   }
-  const blockSizeBytes = Math.min(kernelBlockBytesMax,
-    Math.max(kernelBlockBytesMin, minimum, capabilities.blockSizes.preferredBytes));
-  const attachment = await attachKernelDevice({
-    sizeBytes, blockSizeBytes,
+  const attachOptions: KernelAttachOptions = {
+    sizeBytes,
+    blockSizeBytes: Math.min(kernelBlockBytesMax,
+      Math.max(kernelBlockBytesMin, minimum, capabilities.blockSizes.preferredBytes)),
     transmissionFlags: transmissionFlagsOf(capabilities, false),
-    timeoutSeconds: kernelRequestTimeoutSeconds,
-    deadConnectionTimeoutSeconds: deadTimeoutSeconds,
+    timeoutSeconds: options.requestTimeoutSeconds,
+    deadConnectionTimeoutSeconds: options.deadTimeoutSeconds,
     backendIdentifier: `mars:${name}`,
-  }, resolveIndex(name, requested));
-  // The kernel may already have queued requests: buffer until the session exists.
-  const early: Uint8Array[] = [];
-  let target: ConnectionHandlers | undefined;
-  let closedEarly: { error?: Error } | undefined;
-  const connection = await adoptSocket(attachment.serverFd, {
-    data: (chunk) => (target ? target.data(chunk) : early.push(Uint8Array.from(chunk))),
-    drain: () => target?.drain(),
-    closed: (error) => (target ? target.closed(error) : (closedEarly = { error })),
-  });
-  target = server.serveKernel(connection, chosen.name);
-  for (const chunk of early.splice(0)) target.data(chunk);
-  if (closedEarly) target.closed(closedEarly.error);
-  const stableName = linkStableName(name, attachment.devicePath);
-  return {
-    devicePath: attachment.devicePath,
-    stableName,
-    reattached: attachment.reattached,
-    detach(report) {
+  };
+  let detaching = false;
+  let failedAttempts = 0;
+
+  /** Serves one socket of the kernel; when the kernel drops it, attaches a new one. */
+  const serveSocket = async (serverFd: number): Promise<void> => {
+    // The kernel may already have queued requests: buffer until the session exists.
+    const early: Uint8Array[] = [];
+    let target: ConnectionHandlers | undefined;
+    let closedEarly: { error?: Error } | undefined;
+    const onClosed = (error?: Error) => {
+      if (target) target.closed(error);
+      else closedEarly = { error };
+      if (!detaching) void reattach();
+    };
+    const connection = await adoptSocket(serverFd, {
+      data: (chunk) => (target ? target.data(chunk) : early.push(Uint8Array.from(chunk))),
+      drain: () => target?.drain(),
+      closed: onClosed,
+    });
+    target = server.serveKernel(connection, chosen.name);
+    for (const chunk of early.splice(0)) target.data(chunk);
+    if (closedEarly) target.closed(closedEarly.error);
+  };
+
+  // The kernel drops the socket when a request outlives the timeout; the device stays
+  // configured and holds its I/O, so a fresh socket (RECONFIGURE) lets it carry on.
+  const reattach = async (): Promise<void> => {
+    while (!detaching) {
+      if (kernelDeviceStatus(first.index)?.connected !== true) {
+        warn(`${first.devicePath} was disconnected from outside; not re-attaching`);
+        return;
+      }
+      warn(`the kernel dropped ${first.devicePath}'s connection; re-attaching`);
       try {
-        detachKernelDevice(attachment.index);
+        const again = await attachKernelDevice(attachOptions, first.index);
+        failedAttempts = 0;
+        await serveSocket(again.serverFd);
+        return;
       } catch (error) {
-        report(`detaching ${attachment.devicePath} failed: ${error}`);
+        failedAttempts++;
+        warn(`re-attaching ${first.devicePath} failed: ${error}`);
+        if (failedAttempts >= reattachAttemptsMax) return;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  };
+
+  const first = await attachKernelDevice(attachOptions, resolveIndex(name, options.requested));
+  await serveSocket(first.serverFd);
+  const stableName = linkStableName(name, first.devicePath);
+  return {
+    devicePath: first.devicePath,
+    stableName,
+    reattached: first.reattached,
+    detach(report) {
+      detaching = true;
+      try {
+        detachKernelDevice(first.index);
+      } catch (error) {
+        report(`detaching ${first.devicePath} failed: ${error}`);
       }
       try {
         unlinkStableName(name);

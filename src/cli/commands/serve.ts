@@ -4,6 +4,7 @@ import { openFileDevice } from "../../block/file.ts";
 import { createMemoryDevice } from "../../block/memory.ts";
 import type { BlockDevice } from "../../block/types.ts";
 import { MarsError } from "../../lib/errors.ts";
+import { isLogName } from "../../log/format.ts";
 import { NbdServer } from "../../nbd/server.ts";
 import { systemFiles } from "../../platform/files.ts";
 import { openIoEngine } from "../../platform/io/index.ts";
@@ -15,7 +16,7 @@ import type { Address, IoEngine, Listener } from "../../platform/types.ts";
 import { openTranslog } from "../../translog/translog.ts";
 import { clearStaleUnixSocket, removeUnixSocket } from "../../platform/unix-socket.ts";
 import { globalOptions } from "../global-args.ts";
-import { attachToKernel, type KernelExport } from "./serve-kernel.ts";
+import { attachToKernel, kernelRequestTimeoutSeconds, type KernelExport } from "./serve-kernel.ts";
 
 const summary = "Export one disk over NBD: unix socket, TCP, kernel /dev/nbdN (standalone mode)";
 
@@ -43,6 +44,15 @@ export default defineCommand({
       type: "string", valueHint: "NAME",
       description: "Export name, and /dev/mars/NAME for the kernel device (default: disk)",
     },
+    host: {
+      type: "string", valueHint: "NAME",
+      description: "Origin host named in the logfiles (--log-dir; default: this host's name)",
+    },
+    "request-timeout": {
+      type: "string", valueHint: "SECONDS",
+      description: "Kernel drops a connection whose reply takes this long; mars re-attaches " +
+        `(default ${kernelRequestTimeoutSeconds})`,
+    },
     "dead-timeout": {
       type: "string", valueHint: "SECONDS",
       description: "Kernel holds I/O this long for a restarted server (default 120)",
@@ -53,9 +63,10 @@ export default defineCommand({
     const say = (line: string) => process.stdout.write(`${line}\n`);
     const warn = (line: string) => process.stderr.write(`mars serve: ${line}\n`);
     const name = typeof args.name === "string" && args.name !== "" ? args.name : "disk";
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
-      throw new MarsError("usage", `--name '${name}': letters, digits, '.', '_', '-' only`);
+    if (!isLogName(name)) {
+      throw new MarsError("usage", `--name '${name}': up to 63 letters, digits, '.', '_', '-'`);
     }
+    const host = originHost(stringArg(args.host));
     const unixPath = stringArg(args.unix);
     const tcp = stringArg(args.tcp);
     const nbdDevice = args["nbd-device"] === undefined ? undefined : String(args["nbd-device"]);
@@ -70,12 +81,14 @@ export default defineCommand({
     const kernelIndex = parseDeviceIndex(nbdDevice);
     const tcpAddress = tcp ? parseTcpAddress(tcp) : undefined;
     const deadTimeoutSeconds = parseCount(args["dead-timeout"], "--dead-timeout", 120);
+    const requestTimeoutSeconds = parseCount(args["request-timeout"], "--request-timeout",
+      kernelRequestTimeoutSeconds);
 
     const ioChoice = openIoEngine(options.ioEngine);
     const io = ioChoice.engine;
     if (options.verbose) warn(`io engine ${io.name}: ${ioChoice.reason}`);
     let device = await openDevice(io, stringArg(args.disk), stringArg(args.size));
-    if (logDirectory) device = await throughTranslog(io, device, logDirectory, name);
+    if (logDirectory) device = await throughTranslog(io, device, logDirectory, name, host);
     const buffers = createPayloadPool();
     const server = new NbdServer({
       exports: [{ name, description: describeDisk(args.disk), device }],
@@ -99,7 +112,9 @@ export default defineCommand({
       }
       if (nbdDevice !== undefined) {
         try {
-          kernel = await attachToKernel(server, name, kernelIndex, deadTimeoutSeconds, warn);
+          kernel = await attachToKernel(server, {
+            name, requested: kernelIndex, requestTimeoutSeconds, deadTimeoutSeconds, warn,
+          });
           const again = kernel.reattached ? " (re-attached)" : "";
           say(`attached ${kernel.devicePath} as ${kernel.stableName}${again}`);
         } catch (error) {
@@ -125,6 +140,16 @@ export default defineCommand({
   },
 });
 
+/** --host, else this machine's name when it is usable in logfile names, else "standalone". */
+function originHost(given: string | undefined): string {
+  if (given !== undefined) {
+    if (!isLogName(given)) throw new MarsError("usage", `--host '${given}' is not a valid name`);
+    return given;
+  }
+  const machine = hostname();
+  return isLogName(machine) ? machine : "standalone";
+}
+
 function stringArg(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
@@ -135,12 +160,12 @@ function describeDisk(disk: unknown): string {
 
 /** Standalone mode with a log: every write is logged in `directory` before the disk sees it. */
 async function throughTranslog(
-  io: IoEngine, backing: BlockDevice, directory: string, name: string,
+  io: IoEngine, backing: BlockDevice, directory: string, name: string, host: string,
 ): Promise<BlockDevice> {
   try {
     return await openTranslog({
       storage: { files: systemFiles, io }, clock: systemClock, directory, resource: name,
-      host: hostname(), backing,
+      host, backing,
     });
   } catch (error) {
     await backing.close();

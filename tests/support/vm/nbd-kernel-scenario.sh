@@ -1,17 +1,24 @@
 #!/bin/sh
 # Runs inside the test guest: mars attaches /dev/nbdN over netlink, ext4 on top, the server is
 # killed with -9 under a running writer, restarted (RECONFIGURE), and nothing synced is lost.
+# Usage: nbd-kernel-scenario.sh [file|translog]  (translog: writes go through --log-dir)
 # Prints "STEP <name>" lines the host test follows, and "SCENARIO PASSED" at the end.
 set -eu
+variant=${1:-file}
 mars=${MARS_BINARY:-$PWD/dist/mars}
-disk=/tmp/disk.img
-log=/tmp/serve.log
-step() { echo "STEP $*"; }
+disk=/tmp/disk-$variant.img
+log=/tmp/serve-$variant.log
+synced=/tmp/synced-$variant.list
+through_log=""
+[ "$variant" = translog ] && through_log="--log-dir /tmp/log-$variant"
+step() { echo "STEP $variant $* (guest time $(cut -d" " -f1 /proc/uptime) s)"; }
 fail() { echo "SCENARIO FAILED: $*"; cat "$log" 2>/dev/null; exit 1; }
 
 start_server() {
-  "$mars" serve --disk "$disk" --size 256M --name vmtest --nbd-device auto --dead-timeout 120 \
-    >> "$log" 2>&1 &
+  # shellcheck disable=SC2086 # $through_log is two words or none
+  "$mars" serve --disk "$disk" --size 128M --name vmtest --nbd-device auto --dead-timeout 120 \
+    --request-timeout 5 \
+    $through_log >> "$log" 2>&1 &
   server=$!
   for _ in $(seq 600); do
     grep -q "^ready:" "$log" 2>/dev/null && [ "$(grep -c '^ready:' "$log")" -ge "$1" ] && return 0
@@ -23,42 +30,57 @@ start_server() {
 
 step modprobe
 modprobe nbd nbds_max=4
+[ -e /dev/mars/vmtest ] && fail "a previous run left /dev/mars/vmtest"
 
 step attach
 start_server 1
 grep "attached /dev/nbd" "$log"
 device=$(readlink /dev/mars/vmtest)
 case $device in /dev/nbd[0-9]*) ;; *) fail "no stable name (got '$device')";; esac
-[ "$(cat /sys/block/${device#/dev/}/size)" = $((256 * 2048)) ] || fail "wrong size"
+[ "$(cat /sys/block/${device#/dev/}/size)" = $((128 * 2048)) ] || fail "wrong size"
 
 step filesystem
 mkfs.ext4 -q -F -E nodiscard /dev/mars/vmtest
 mkdir -p /mnt/vm
 mount /dev/mars/vmtest /mnt/vm
-for i in 1 2 3 4; do dd if=/dev/urandom of=/mnt/vm/before$i bs=256k count=4 status=none; done
+for i in 1 2 3 4; do dd if=/dev/urandom of=/mnt/vm/before$i bs=128k count=4 status=none; done
 sync
-(cd /mnt/vm && sha256sum before*) > /tmp/synced.list
+(cd /mnt/vm && sha256sum before*) > $synced
 umount /mnt/vm
 mount /dev/mars/vmtest /mnt/vm
-(cd /mnt/vm && sha256sum -c --quiet /tmp/synced.list) || fail "files changed across remount"
+(cd /mnt/vm && sha256sum -c --quiet $synced) || fail "files changed across remount"
 
 step writer
-rm -f /tmp/stop-writer
+rm -f /tmp/stop-writer-$variant
 (
   i=0
-  while [ ! -e /tmp/stop-writer ]; do
+  while [ ! -e /tmp/stop-writer-$variant ]; do
     dd if=/dev/urandom of=/mnt/vm/w$i bs=64k count=4 conv=fsync status=none
-    (cd /mnt/vm && sha256sum w$i) >> /tmp/synced.list
+    (cd /mnt/vm && sha256sum w$i) >> $synced
     i=$((i + 1))
   done
 ) &
 writer=$!
-sleep 2
+sleep 1
+
+if [ "$variant" = file ]; then
+  step stall
+  # A server that stops answering: the kernel drops the socket after --request-timeout (5 s),
+  # and mars, once it runs again, attaches a fresh socket by itself.
+  kill -STOP "$server"
+  sleep 7
+  kill -CONT "$server"
+  for _ in $(seq 300); do grep -q "re-attaching" "$log" && break; sleep 0.1; done
+  grep -q "re-attaching" "$log" || fail "mars did not re-attach after the kernel dropped it"
+  stalled=$(wc -l < $synced)
+  for _ in $(seq 300); do [ "$(wc -l < $synced)" -gt "$stalled" ] && break; sleep 0.1; done
+  [ "$(wc -l < $synced)" -gt "$stalled" ] || fail "the writer is stuck after the re-attach"
+fi
 
 step kill-9
 kill -9 "$server"
 wait "$server" 2>/dev/null || true
-before=$(wc -l < /tmp/synced.list)
+before=$(wc -l < $synced)
 sleep 1
 
 step restart
@@ -66,9 +88,9 @@ start_server 2
 grep -q "(re-attached)" "$log" || fail "the restart did not re-attach"
 [ "$(readlink /dev/mars/vmtest)" = "$device" ] || fail "the device changed"
 sleep 2
-touch /tmp/stop-writer
+touch /tmp/stop-writer-$variant
 wait "$writer" || fail "the writer failed"
-after=$(wc -l < /tmp/synced.list)
+after=$(wc -l < $synced)
 echo "files synced: $before before the kill, $after in total"
 [ "$after" -gt "$before" ] || fail "the writer made no progress after the restart"
 
@@ -77,7 +99,7 @@ sync
 umount /mnt/vm
 fsck.ext4 -n -f /dev/mars/vmtest || fail "fsck found damage"
 mount -o ro /dev/mars/vmtest /mnt/vm
-(cd /mnt/vm && sha256sum -c --quiet /tmp/synced.list) || fail "a synced file lost its content"
+(cd /mnt/vm && sha256sum -c --quiet $synced) || fail "a synced file lost its content"
 umount /mnt/vm
 
 step stop
