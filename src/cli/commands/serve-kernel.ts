@@ -34,7 +34,17 @@ export interface KernelServeOptions {
   readonly warn: (line: string) => void;
 }
 
-export async function attachToKernel(
+/** The positional form the engine (`mars run`) uses; default request timeout. */
+export function attachToKernel(
+  server: NbdServer, name: string, requested: number | "auto" | undefined,
+  deadTimeoutSeconds: number, warn: (line: string) => void,
+): Promise<KernelExport> {
+  return attachKernelExport(server, {
+    name, requested, requestTimeoutSeconds: kernelRequestTimeoutSeconds, deadTimeoutSeconds, warn,
+  });
+}
+
+export async function attachKernelExport(
   server: NbdServer, options: KernelServeOptions,
 ): Promise<KernelExport> {
   if (!kernelDriverAvailable()) {

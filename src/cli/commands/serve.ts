@@ -16,7 +16,9 @@ import type { Address, IoEngine, Listener } from "../../platform/types.ts";
 import { openTranslog } from "../../translog/translog.ts";
 import { clearStaleUnixSocket, removeUnixSocket } from "../../platform/unix-socket.ts";
 import { globalOptions } from "../global-args.ts";
-import { attachToKernel, kernelRequestTimeoutSeconds, type KernelExport } from "./serve-kernel.ts";
+import {
+  attachKernelExport, kernelRequestTimeoutSeconds, type KernelExport,
+} from "./serve-kernel.ts";
 
 const summary = "Export one disk over NBD: unix socket, TCP, kernel /dev/nbdN (standalone mode)";
 
@@ -112,7 +114,7 @@ export default defineCommand({
       }
       if (nbdDevice !== undefined) {
         try {
-          kernel = await attachToKernel(server, {
+          kernel = await attachKernelExport(server, {
             name, requested: kernelIndex, requestTimeoutSeconds, deadTimeoutSeconds, warn,
           });
           const again = kernel.reattached ? " (re-attached)" : "";
