@@ -1,6 +1,5 @@
 /** NBD payload buffers in mapped memory, so the io engine reads and writes them without copying. */
 import { assert } from "../lib/assert.ts";
-import type { PayloadBuffers } from "../nbd/payload-buffers.ts";
 import { AlignedBufferPool, alignedAddressOf } from "./io/aligned.ts";
 
 /**
@@ -13,7 +12,14 @@ export const payloadPoolClasses: ReadonlyArray<readonly [number, number]> = [
   [1024 * 1024 + 64 * 1024, 128],
 ];
 
-export function createPayloadPool(): PayloadBuffers & { close(): boolean } {
+/** The shape of the NBD server's `PayloadBuffers` (src/nbd/payload-buffers.ts), plus close. */
+export interface PayloadPool {
+  acquire(sizeBytes: number): Uint8Array | undefined;
+  release(buffer: Uint8Array): void;
+  close(): boolean;
+}
+
+export function createPayloadPool(): PayloadPool {
   const pools = payloadPoolClasses.map(([slotBytes, slots]) =>
     new AlignedBufferPool(slotBytes, slots));
   /** Which pool each handed-out buffer came from, by its address. */
