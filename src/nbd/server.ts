@@ -73,7 +73,11 @@ export class NbdServer {
 
   /** Serves a connection of the kernel driver: no handshake, simple replies only. */
   serveKernel(connection: Connection, exportName = ""): ConnectionHandlers {
-    assert(!this.closing, "no kernel connection while shutting down");
+    if (this.closing) {
+      // A re-attach that raced with shutdown: the kernel is being disconnected anyway.
+      connection.destroy();
+      return { data() {}, drain() {}, closed() {} };
+    }
     const chosen = this.exports.find((entry) => entry.name === exportName) ?? this.exports[0]!;
     const session = new Session(this, connection, chosen);
     this.sessions.add(session);
