@@ -29,7 +29,7 @@ export type Message =
   | { type: "joined"; time: number }
   // --- the "log" channel (src/replication, docs/replication.md) ---
   | { type: "log-fetch"; resource: string; sequence: number; origin: string; offset: number;
-      verify: boolean; time: number }
+      tail: Uint8Array; verify: boolean; time: number }
   | { type: "log-ack"; bytes: number; time: number }
   | { type: "log-data"; sequence: number; offset: number; compressed: boolean;
       bytes: Uint8Array; rawBytes: number; checksum: number; time: number }
@@ -39,6 +39,8 @@ export type Message =
   // --- the "sync" channel (src/sync, docs/sync.md) ---
   | SyncMessage;
 
+/** Bytes of its copy just before the resume offset a fetcher sends, to be compared. */
+export const logTailBytesMax = 4096;
 /** Logfile bytes one "log-data" frame carries (before compression). */
 export const logChunkBytesMax = 256 * 1024;
 /** zstd may grow incompressible input a little; a stored chunk is never larger than this. */
@@ -99,6 +101,11 @@ function batch(value: unknown): Batch {
   return parsed;
 }
 
+function logTail(value: unknown): Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length > logTailBytesMax) fail("log tail");
+  return value;
+}
+
 function logData(record: Record<string, unknown>, time: number): Message {
   const stored = record.bytes;
   if (!(stored instanceof Uint8Array) || stored.length > logChunkStoredBytesMax) {
@@ -147,7 +154,8 @@ export function parseMessage(value: unknown): Message {
     case "joined": return { type: "joined", time };
     case "log-fetch": return { type: "log-fetch", resource: text(record.resource, "resource"),
       sequence: count(record.sequence, "sequence"), origin: text(record.origin, "origin"),
-      offset: count(record.offset, "offset"), verify: record.verify === true, time };
+      offset: count(record.offset, "offset"), tail: logTail(record.tail),
+      verify: record.verify === true, time };
     case "log-ack": return { type: "log-ack", bytes: count(record.bytes, "bytes"), time };
     case "log-data": return logData(record, time);
     case "log-finished": return { type: "log-finished", sequence: count(record.sequence,
