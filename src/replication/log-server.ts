@@ -148,6 +148,8 @@ class ServedStream {
       return this.refuse("split-brain", `logfile ${request.sequence} was written by ` +
         `${local.origin} here, by ${request.origin} there`);
     }
+    const differs = await this.tailDiffers(source, request);
+    if (differs) return this.refuse("split-brain", differs);
     this.resource = request.resource;
     this.sequence = request.sequence;
     this.offset = request.offset;
@@ -162,6 +164,31 @@ class ServedStream {
     });
     this.sendStatus();
     this.kick();
+  }
+
+  /**
+   * Whether the fetcher's copy differs from ours just before where it resumes: a history that
+   * diverged inside one logfile would otherwise be continued with our bytes.
+   */
+  private async tailDiffers(
+    source: LogSource, request: Extract<Message, { type: "log-fetch" }>,
+  ): Promise<string | undefined> {
+    const { tail, offset, sequence } = request;
+    if (tail.length === 0 || tail.length > offset) return undefined;
+    const file = await source.logfile(sequence);
+    const extent = await source.extent(sequence);
+    if (!file || extent === undefined || extent === "gone" || extent.lengthBytes < offset) {
+      return undefined;
+    }
+    const ours = new Uint8Array(tail.length);
+    const fd = await this.context.storage.files.open(file.path, { readOnly: true });
+    try {
+      await readExactly(this.context.storage, fd, file.path, offset - tail.length, ours);
+    } finally {
+      await this.context.storage.files.close(fd);
+    }
+    if (ours.every((byte, index) => byte === tail[index])) return undefined;
+    return `logfile ${sequence}: the copies differ before offset ${offset} (diverged histories)`;
   }
 
   /** Checks this host's own copy from `offset` to its durable end before re-serving it. */
