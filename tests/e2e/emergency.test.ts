@@ -1,0 +1,66 @@
+// A primary's home that fills up: thresholds escalate to emergency mode, no write is lost, and
+// after space returns and an invalidate, the disks are equal. Needs root (mounts a tmpfs).
+import { afterAll, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { temporaryDirectory } from "../support/binary.ts";
+import { engineHandle, eventually, stopAllEngines } from "../support/engines.ts";
+import { runTool, sha256OfFile } from "../support/nbd-serve.ts";
+import { blankDisk, fioWrite, viewJson } from "../support/replication-cluster.ts";
+
+const mounted: string[] = [];
+afterAll(async () => {
+  await stopAllEngines();
+  for (const path of mounted) await runTool(["umount", "-l", path]);
+});
+
+const isRoot = process.getuid?.() === 0;
+const sizeBytes = 64 * 1024 * 1024;
+/** Free-space floors (percent) so that a 320 MiB home reaches emergency at ~190 MiB of log. */
+const thresholds = "70,60,55,50";
+
+test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate resyncs",
+  async () => {
+  const root = temporaryDirectory("mars-e2e-emergency-");
+  const alphaHome = join(root, "alpha");
+  mkdirSync(alphaHome, { recursive: true });
+  const mount = await runTool(["mount", "-t", "tmpfs", "-o", "size=320m", "tmpfs", alphaHome]);
+  expect(mount.exitCode).toBe(0);
+  mounted.push(alphaHome);
+  const alpha = engineHandle("alpha", root);
+  const beta = engineHandle("beta", root);
+  const ok = (what: string, result: { exitCode: number; stderr: string }) => {
+    if (result.exitCode !== 0) throw new Error(`${what}: ${result.stderr}`);
+  };
+  const disks = { alpha: blankDisk(root, "alpha-disk", sizeBytes),
+    beta: blankDisk(root, "beta-disk", sizeBytes) };
+  ok("create-cluster", await alpha.mars("create-cluster", "--host", "alpha", "--listen",
+    `127.0.0.1:${alpha.port}`));
+  await alpha.start(["--space-thresholds", thresholds]);
+  ok("create-resource", await alpha.mars("create-resource", "r1", disks.alpha));
+  ok("join-cluster", await beta.mars("join-cluster", `127.0.0.1:${alpha.port}`, "--secret-file",
+    join(alphaHome, "cluster-secret"), "--host", "beta", "--listen", `127.0.0.1:${beta.port}`));
+  await beta.start();
+  await eventually(async () => (await viewJson(beta)).resources.length === 1, 5_000);
+  ok("join-resource", await beta.mars("join-resource", "r1", disks.beta));
+  ok("wait-sync", await alpha.mars("wait-sync", "--all", "--timeout", "30"));
+  const uri = `nbd+unix:///r1?socket=${join(alphaHome, "resources", "r1")}.nbd.sock`;
+
+  // Every pass writes each block once and reads it back (fio verify): the log grows until the
+  // home reaches the emergency floor; then writes go straight to the disk.
+  for (let pass = 0; pass < 4; pass++) await fioWrite(uri, "64M", root, ["--rate=40m"]);
+  expect(alpha.log()).toContain("emergency-enter");
+  const outdated = await alpha.mars("wait-sync", "--all", "--timeout", "20");
+  expect(outdated.exitCode).toBe(6);
+
+  // Space returns: the primary logs again; the outdated replica is invalidated and resynced.
+  ok("remount", await runTool(["mount", "-o", "remount,size=1g", alphaHome]));
+  await eventually(async () => alpha.log().includes("emergency-leave"), 10_000);
+  await fioWrite(uri, "16M", root);
+  ok("invalidate", await beta.mars("invalidate", "r1"));
+  await eventually(async () => beta.log().includes("replica-invalidated"), 10_000);
+  ok("wait-sync after invalidate", await alpha.mars("wait-sync", "--all", "--timeout", "60"));
+  expect(await alpha.stop()).toBe(0);
+  expect(await beta.stop()).toBe(0);
+  expect(await sha256OfFile(disks.beta)).toBe(await sha256OfFile(disks.alpha));
+  }, 180_000);
