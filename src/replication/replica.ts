@@ -217,7 +217,7 @@ export class Replica implements ReplicaDriver {
     if (this.repairing) return "repairing";
     if (this.pendingDefect || this.fetcher.state === "source-defective") return "defective";
     if (this.fetcher.state === "failed" || this.replayer.state === "failed") return "failed";
-    if (!this.switches.fetch && !this.switches.replay) return "paused";
+    if (!this.switches.replay) return "paused";
     const caughtUp = this.replayer.state === "caught-up" &&
       comparePositions(this.replayer.position, this.fetcher.fetchedEnd) >= 0 &&
       this.fetcher.pendingBytes === 0;

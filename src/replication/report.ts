@@ -9,7 +9,7 @@ export type ReplicaStatus =
   | "primary"       // this host writes the log
   | "replaying"     // fetching and/or applying, behind the source
   | "caught-up"     // everything fetched is applied
-  | "paused"        // fetch and replay both switched off
+  | "paused"        // replay switched off (fetching may go on: see fetchState)
   | "repairing"     // a damaged local copy is being fetched again
   | "defective"     // replay stopped before a record that fails verification
   | "split-brain"   // the histories diverged; nothing past the split point is fetched
