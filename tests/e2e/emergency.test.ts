@@ -52,6 +52,8 @@ test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate 
   expect(alpha.log()).toContain("emergency-enter");
   const outdated = await alpha.mars("wait-sync", "--all", "--timeout", "20");
   expect(outdated.exitCode).toBe(6);
+  expect((await alpha.mars("view")).stdout).toContain("emergency");
+  expect((await viewJson(beta)).resources[0].replication.status).toBe("emergency");
 
   // Space returns: the primary logs again; the outdated replica is invalidated and resynced.
   ok("remount", await runTool(["mount", "-o", "remount,size=1g", alphaHome]));

@@ -84,7 +84,8 @@ export function viewResource(admin: AdminSession, resource: string): ResourceVie
 function replicationText(item: ReplicationView): string[] {
   if (item.status === "primary") {
     return [`log=${item.logEnd ? positionText(item.logEnd) : "?"}`,
-      `write=${bytesText(item.writeRateBytesPerSecond)}/s`];
+      `write=${bytesText(item.writeRateBytesPerSecond)}/s`,
+      ...(item.emergency ? ["emergency"] : [])];
   }
   const seconds = (value: number | null) => (value === null ? "?" : `${value}s`);
   return [
