@@ -1,7 +1,7 @@
 // A primary's home that fills up: thresholds escalate to emergency mode, no write is lost, and
 // after space returns and an invalidate, the disks are equal. Needs root (mounts a tmpfs).
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { temporaryDirectory } from "../support/binary.ts";
 import { engineHandle, eventually, stopAllEngines } from "../support/engines.ts";
@@ -9,9 +9,11 @@ import { runTool, sha256OfFile } from "../support/nbd-serve.ts";
 import { blankDisk, fioWrite, viewJson } from "../support/replication-cluster.ts";
 
 const mounted: string[] = [];
+const roots: string[] = [];
 afterAll(async () => {
   await stopAllEngines();
   for (const path of mounted) await runTool(["umount", "-l", path]);
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
 });
 
 const isRoot = process.getuid?.() === 0;
@@ -22,6 +24,7 @@ const thresholds = "70,60,55,50";
 test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate resyncs",
   async () => {
   const root = temporaryDirectory("mars-e2e-emergency-");
+  roots.push(root);
   const alphaHome = join(root, "alpha");
   mkdirSync(alphaHome, { recursive: true });
   const mount = await runTool(["mount", "-t", "tmpfs", "-o", "size=320m", "tmpfs", alphaHome]);
