@@ -1,6 +1,7 @@
 /** Unix socket paths: clearing one left behind by a crashed server, removing ours at exit. */
 import * as fs from "node:fs";
 import * as net from "node:net";
+import { dirname } from "node:path";
 import { MarsError } from "../lib/errors.ts";
 
 /**
@@ -25,6 +26,16 @@ export async function clearStaleUnixSocket(path: string): Promise<void> {
   });
   if (live) throw new MarsError("refused", `${path}: another server is listening there`);
   fs.rmSync(path, { force: true });
+}
+
+/** Creates the socket's directory (0755) when it is missing. */
+export async function ensureSocketDirectory(path: string): Promise<void> {
+  const directory = dirname(path);
+  try {
+    await fs.promises.mkdir(directory, { recursive: true, mode: 0o755 });
+  } catch (error) {
+    throw new MarsError("io", `cannot create ${directory} for ${path}: ${String(error)}`);
+  }
 }
 
 export function removeUnixSocket(path: string): void {

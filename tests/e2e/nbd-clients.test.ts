@@ -1,6 +1,8 @@
 /** `mars serve` against independent NBD clients: nbdinfo, qemu-io, nbdcopy, fio with verify. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { binaryPath } from "../support/binary.ts";
 import { runTool, sha256OfFile, startServer, type RunningServer } from "../support/nbd-serve.ts";
 
 const diskBytes = 320 * 1024 * 1024;
@@ -173,4 +175,29 @@ describe("mars serve through the translog (--log-dir)", () => {
       first.cleanup();
     }
   }, 90_000);
+});
+
+describe("mars serve defaults", () => {
+  test("without --unix, --tcp or --nbd-device it listens on /run/mars/NAME.sock", async () => {
+    const name = `e2e-${process.pid}-${Date.now()}`;
+    const child = Bun.spawn([binaryPath, "serve", "--size", "16M", "--name", name],
+      { stdout: "pipe", stderr: "pipe" });
+    const reader = child.stdout.getReader();
+    let output = "";
+    while (!output.includes("ready:")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      output += new TextDecoder().decode(value);
+    }
+    try {
+      const socket = `/run/mars/${name}.sock`;
+      expect(output).toContain(`listening unix:${socket}`);
+      const info = await runTool(["nbdinfo", "--size", `nbd+unix:///?socket=${socket}`]);
+      expect(info.stdout.trim()).toBe(String(16 * 1024 * 1024));
+    } finally {
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+    }
+    expect(existsSync(`/run/mars/${name}.sock`)).toBe(false);
+  });
 });

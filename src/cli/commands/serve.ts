@@ -14,11 +14,16 @@ import { systemClock } from "../../platform/clock.ts";
 import { hostname } from "../../platform/host-name.ts";
 import type { Address, IoEngine, Listener } from "../../platform/types.ts";
 import { openTranslog } from "../../translog/translog.ts";
-import { clearStaleUnixSocket, removeUnixSocket } from "../../platform/unix-socket.ts";
+import {
+  clearStaleUnixSocket, ensureSocketDirectory, removeUnixSocket,
+} from "../../platform/unix-socket.ts";
 import { globalOptions } from "../global-args.ts";
 import {
   attachKernelExport, kernelRequestTimeoutSeconds, type KernelExport,
 } from "./serve-kernel.ts";
+
+/** Where the default unix socket goes: /run/mars/NAME.sock. */
+export const defaultSocketDirectory = "/run/mars";
 
 const summary = "Export one disk over NBD: unix socket, TCP, kernel /dev/nbdN (standalone mode)";
 
@@ -29,7 +34,11 @@ export default defineCommand({
     "log-dir": {
       type: "string", valueHint: "DIR", description: "Log writes through the translog here",
     },
-    unix: { type: "string", valueHint: "SOCK", description: "Listen on this unix socket" },
+    unix: {
+      type: "string", valueHint: "SOCK",
+      description: "Listen on this unix socket (default without --tcp/--nbd-device: " +
+        "/run/mars/NAME.sock)",
+    },
     tcp: {
       type: "string", valueHint: "HOST:PORT",
       description: "Also listen on TCP (HOST defaults to 127.0.0.1; PORT 0 picks one)",
@@ -69,13 +78,11 @@ export default defineCommand({
       throw new MarsError("usage", `--name '${name}': up to 63 letters, digits, '.', '_', '-'`);
     }
     const host = originHost(stringArg(args.host));
-    const unixPath = stringArg(args.unix);
     const tcp = stringArg(args.tcp);
     const nbdDevice = args["nbd-device"] === undefined ? undefined : String(args["nbd-device"]);
-    if (!unixPath && !tcp && nbdDevice === undefined) {
-      throw new MarsError("usage", "give at least one of --unix SOCK, --tcp HOST:PORT, " +
-        "--nbd-device N|auto");
-    }
+    // The unix socket is the default export when nothing else was asked for.
+    const unixPath = stringArg(args.unix) ??
+      (!tcp && nbdDevice === undefined ? `${defaultSocketDirectory}/${name}.sock` : undefined);
     const logDirectory = stringArg(args["log-dir"]);
     if (logDirectory && !stringArg(args.disk)) {
       throw new MarsError("usage", "--log-dir logs writes for a --disk; give both");
@@ -102,6 +109,7 @@ export default defineCommand({
     const stopped = waitForStopSignal();
     try {
       if (unixPath) {
+        await ensureSocketDirectory(unixPath);
         await clearStaleUnixSocket(unixPath);
         listeners.push(await bunNetwork.listen({ kind: "unix", path: unixPath }, server.accept));
         say(`listening unix:${unixPath}`);
