@@ -16,6 +16,8 @@ import type { SyncMessage } from "./wire.ts";
 
 /** Wait between attempts while the source is unreachable or no sync slot is free. */
 export const syncRetryDelayMs = 1000;
+/** How often a running replica is checked for a log that is gone at its source. */
+export const logGoneCheckIntervalMs = 1000;
 /** How often a catching-up replica is checked against the sync's end position. */
 export const catchUpCheckIntervalMs = 250;
 /**
@@ -110,7 +112,7 @@ export class SecondarySync {
         await this.phase3Replica();
       }
       await this.phase4CatchUp();
-      if (!this.invalidateRequested()) await this.sleep(undefined);
+      await this.phase5Watch();
     }
   }
 
@@ -246,12 +248,38 @@ export class SecondarySync {
     while (!this.stopped && !this.invalidateRequested()) {
       const replica = this.options.replication.replica(this.options.resource);
       if (!replica) return;
+      if (replica.replayer.state === "gap") {
+        // The primary went into emergency mode during the copy: the writes it made meanwhile
+        // are in no log, so this copy can never become consistent. Sync again.
+        this.options.log("warn", "sync-cut-by-gap", { resource: this.options.resource });
+        this.options.map.set(keys.invalidate(this.options.resource, this.options.host),
+          Math.floor(this.options.clock.nowMs()));
+        return;
+      }
       if (await catchUpDone(this.cursors, replica.replayer.position)) {
         replica.markConsistent();
         this.options.log("info", "sync-done", { resource: this.options.resource });
         return;
       }
       await this.sleep(catchUpCheckIntervalMs);
+    }
+  }
+
+  /**
+   * Phase 5: while the replica runs, watch for the log it needs being gone at its source
+   * (retention dropped this member, or emergency mode cut the history): then it invalidates
+   * itself, and the loop syncs it.
+   */
+  private async phase5Watch(): Promise<void> {
+    const { map, resource, host } = this.options;
+    while (!this.stopped && !this.invalidateRequested()) {
+      const fetcher = this.options.replication.replica(resource)?.fetcher;
+      if (fetcher?.state === "source-missing" && fetcher.problem.includes("full sync")) {
+        this.options.log("warn", "replica-log-gone", { resource, reason: fetcher.problem });
+        map.set(keys.invalidate(resource, host), Math.floor(this.options.clock.nowMs()));
+        return;
+      }
+      await this.sleep(logGoneCheckIntervalMs);
     }
   }
 

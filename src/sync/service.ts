@@ -1,5 +1,6 @@
 /** The engine's full sync: serves primaries' device views, runs syncs before a replica replays. */
 import { keys } from "../cluster/keys.ts";
+import { MarsError } from "../lib/errors.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import type { BlockDevice } from "../block/types.ts";
 import type { Address, Clock, Network, Storage } from "../platform/types.ts";
@@ -39,10 +40,17 @@ export class SyncService {
 
   /** Serves the primary's device view of `resource` to syncing members until the result runs. */
   attachPrimary(resource: string, view: BlockDevice, log: PrimaryLog): () => void {
-    this.sources.set(resource, localSyncSource({
+    const source = localSyncSource({
       host: this.options.host, view, reads: "device-view",
       logEnd: () => log.logEnd, writebackPosition: () => log.writebackPosition,
-    }));
+    });
+    this.sources.set(resource, {
+      ...source,
+      // In emergency mode writes reach no log: a catch-up replay could not repair the copy.
+      begin: () => log.emergency === true
+        ? Promise.reject(new MarsError("refused", `${resource} is in emergency mode`))
+        : source.begin(),
+    });
     return () => {
       this.sources.delete(resource);
     };
