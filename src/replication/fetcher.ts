@@ -18,6 +18,8 @@ import {
 import { fetchWindowBytesMax, type LogExtent } from "./log-server.ts";
 import { readExactly } from "./record-cursor.ts";
 
+/** After a local write failure (disk full, I/O error) fetching is tried again this much later. */
+export const fetchRetryDelayMs = 5_000;
 /** A session silent this long is dropped and redialed (the source repeats its status every 5 s). */
 export const fetchSilenceMsMax = 15_000;
 
@@ -89,6 +91,7 @@ export class Fetcher {
   /** The last bytes (≤ logTailBytesMax) before `receivedBytes` of the logfile being fetched. */
   private tail: Uint8Array = new Uint8Array(0);
   private lastHeardMs = 0;
+  private failedAtMs = 0;
   private watchdog: TimerHandle | undefined;
 
   constructor(private readonly options: FetcherOptions) {}
@@ -169,6 +172,17 @@ export class Fetcher {
         },
       });
     this.link.start();
+  }
+
+  /** Starts again `fetchRetryDelayMs` after a local write failure stopped fetching. */
+  retryAfterFailure(): void {
+    if (this.state !== "failed" || this.link || this.writing) return;
+    if (this.options.clock.monotonicMs() - this.failedAtMs < fetchRetryDelayMs) return;
+    this.options.log("info", "log-fetch-retry", { resource: this.options.resource });
+    const source = this.source;
+    this.state = "paused";
+    this.start(source);
+    if (this.queue.length > 0) void this.write();
   }
 
   /** Stops fetching; what arrived is still written. */
@@ -360,6 +374,7 @@ export class Fetcher {
       });
       this.stop();
       this.state = "failed";
+      this.failedAtMs = this.options.clock.monotonicMs();
     } finally {
       this.writing = false;
     }

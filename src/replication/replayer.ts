@@ -14,6 +14,8 @@ import type { Storage } from "../platform/types.ts";
 
 /** Applied bytes after which the replay position is made durable (flush, then persist). */
 export const replayCheckpointBytesMax = 64 * 1024 * 1024;
+/** After an I/O failure replay is tried again this much later. */
+export const replayRetryDelayMs = 5_000;
 /** How long applied records may wait for their checkpoint while replay keeps going. */
 export const replayCheckpointIntervalMs = 1000;
 
@@ -54,6 +56,7 @@ export class Replayer {
   private paused = true;
   private stopped = false;
   private uncheckpointedBytes = 0;
+  private failedAtMs = 0;
   private checkpointDueMs = 0;
 
   constructor(private readonly options: ReplayerOptions, start: LogPosition) {
@@ -79,6 +82,15 @@ export class Replayer {
     if (this.stopped) return;
     this.paused = false;
     if (this.state !== "failed") this.state = "replaying";
+    this.kick();
+  }
+
+  /** Tries again `replayRetryDelayMs` after an I/O failure stopped replay. */
+  retryAfterFailure(): void {
+    if (this.state !== "failed" || this.running || this.stopped) return;
+    if (this.options.clock.monotonicMs() - this.failedAtMs < replayRetryDelayMs) return;
+    this.state = this.paused ? "paused" : "replaying";
+    this.problem = "";
     this.kick();
   }
 
@@ -126,6 +138,7 @@ export class Replayer {
       if (!isMarsError(error)) throw error;
       this.state = "failed";
       this.problem = error.message;
+      this.failedAtMs = this.options.clock.monotonicMs();
       this.options.log("error", "replay-failed", { reason: error.message });
     }
   }

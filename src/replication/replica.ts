@@ -182,6 +182,12 @@ export class Replica implements ReplicaDriver {
     this.options.changed();
   }
 
+  /** Periodic care (the service calls it every report): retries after operating errors. */
+  maintain(): void {
+    if (this.fetching) this.fetcher.retryAfterFailure();
+    this.replayer.retryAfterFailure();
+  }
+
   /** The current state, as published in resource/R/replication/HOST. */
   report(): ReplicationReport {
     this.sampleRates();

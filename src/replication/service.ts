@@ -204,6 +204,7 @@ export class ReplicationService {
 
   private publishAll(): void {
     for (const [resource, replica] of this.replicas) {
+      replica.maintain();
       this.chooseSource(resource, replica);
       this.publish(resource, replica.report());
     }
