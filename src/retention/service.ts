@@ -188,15 +188,33 @@ export class LifetimeService {
     await this.remove(registered.directory, logfiles, deletable.slice(0, removalsPerPassMax));
   }
 
-  /** Every member's published position: the primary's writeback, a replica's replay. */
+  /**
+   * Every member's published position (the primary's writeback, a replica's replay), with this
+   * host's own taken from the live objects: a report may be late, and this host's recovery or
+   * replay must never find its logfile deleted. Hosts no longer members hold nothing.
+   */
   private holders(resource: string): { host: string; position: LogPosition | undefined }[] {
-    const found = [];
-    for (const entry of this.options.map.list(`resource/${resource}/replication/`)) {
+    const { map, host } = this.options;
+    const found: { host: string; position: LogPosition | undefined }[] = [];
+    for (const entry of map.list(`resource/${resource}/replication/`)) {
+      const owner = entry.key.split("/")[3]!;
+      if (owner === host || map.get(keys.resourceMember(resource, owner)) === undefined) continue;
       const report = entry.value as Partial<ReplicationReport> | undefined;
-      const position = report?.replayed ?? undefined;
-      found.push({ host: entry.key.split("/")[3]!, position: position ?? undefined });
+      found.push({ host: owner, position: report?.replayed ?? undefined });
     }
+    found.push({ host, position: this.ownPosition(resource) });
     return found;
+  }
+
+  /** Where this host's disk stands: the primary's writeback, or the replica's replay. */
+  private ownPosition(resource: string): LogPosition | undefined {
+    const registered = this.resources.get(resource);
+    if (registered?.emergency) return registered.emergency.writebackPosition;
+    const replica = this.options.replication.replica(resource);
+    if (replica) return replica.replayer.position;
+    const report = this.options.map.get(keys.replication(resource, this.options.host)) as
+      Partial<ReplicationReport> | undefined;
+    return report?.replayed ?? undefined;
   }
 
   private async logfiles(directory: string): Promise<LogfileFact[]> {

@@ -27,6 +27,9 @@ async function setUp() {
   const device = new EmergencyDevice(translog, await openFileDevice(storage, "/disk"));
   const map = new MetadataMap("alpha", new LamportClock(() => clock.nowMs()));
   map.set(keys.primary("r1"), "alpha");
+  map.set(keys.resourceMember("r1", "alpha"), { disk: "/disk" });
+  map.apply({ key: keys.resourceMember("r1", "beta"), value: { disk: "/other" }, time: 10,
+    host: "beta", seq: 10 });
   const events: string[] = [];
   const service = new LifetimeService({
     map, host: "alpha", storage, clock, homePath: "/home",
