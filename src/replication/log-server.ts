@@ -238,8 +238,11 @@ class ServedStream {
           `longer (${this.offset}) than the source's (${extent.lengthBytes})`);
       }
       if (extent === undefined || (this.offset === extent.lengthBytes && !extent.finished)) {
-        this.cancelTailWait = this.context.tail.wait(() => source.durableEnd(),
-          () => this.kick());
+        this.cancelTailWait = this.context.tail.wait(() => source.durableEnd(), () => {
+          // The log grew: the fetcher learns the new end at once (wait-sync's target there).
+          this.sendStatus(false);
+          this.kick();
+        });
         return;
       }
       if (this.offset === extent.lengthBytes) {
@@ -295,7 +298,7 @@ class ServedStream {
    * (looked at every 250 ms while bytes are in flight, every second when idle), and every 5 s
    * anyway, so the fetcher notices a dead connection.
    */
-  private sendStatus(): void {
+  private sendStatus(reschedule = true): void {
     if (this.stopped || !this.source) return;
     const source = this.source;
     void this.pendingBytes(source).then((pendingBytes) => {
@@ -310,7 +313,7 @@ class ServedStream {
         type: "log-status", sequence: end.sequence, durableOffset: end.offsetBytes, pendingBytes,
       });
     }, (error: unknown) => this.failed(error)).finally(() => {
-      if (this.stopped) return;
+      if (this.stopped || !reschedule) return;
       const active = this.sentBytes > this.ackedBytes;
       this.statusTimer = this.context.clock.setTimer(
         active ? statusIntervalMs : statusIdleIntervalMs, () => this.sendStatus());
