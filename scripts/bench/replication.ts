@@ -121,7 +121,7 @@ for (const [rttMs, viaProxy] of [[0, false], [0, true], [120, true]] as const) {
   console.log(`${viaProxy ? "proxy" : "direct"} rtt ${String(rttMs).padStart(3)} ms: ` +
     `primary write ${result.writeMiBps.toFixed(0)} MiB/s; backlog fetched at ` +
     `${result.fetchMiBps.toFixed(0)} MiB/s (incl. connect), streaming median ` +
-    `${result.streamMiBps.toFixed(0)} MiB/s; apply ${result.applyMiBps.toFixed(0)} MiB/s`);
+    `${result.streamMiBps.toFixed(0)} MiB/s; apply >= ${result.applyMiBps.toFixed(0)} MiB/s`);
 }
 const [direct, lan, wan] = results as [typeof results[0], typeof results[0], typeof results[0]];
 const rttRatio = wan.streamMiBps / lan.streamMiBps;
@@ -133,5 +133,5 @@ console.log(`fetch streaming throughput, 120 ms / 0 ms through the same proxy: `
   `; whole backlog incl. reconnect: ${backlogRatio.toFixed(2)}`);
 console.log(`secondary apply rate / primary write rate: ${applyRatio.toFixed(2)} ` +
   `(goal >= ${goals.applyRatio}) ${applyRatio >= goals.applyRatio ? "ok" : "MISSED"}`);
-console.log(`(${dataMiB} MiB per run, sequential 256 KiB writes, fio nbd iodepth 16; ` +
-  "full-sync figures come with the sync engine)");
+console.log(`(${dataMiB} MiB per run, sequential 256 KiB writes, fio nbd iodepth 16; apply ` +
+  "is a lower bound: reports come every 500 ms; full-sync figures come with the sync engine)");

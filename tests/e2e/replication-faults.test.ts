@@ -147,6 +147,8 @@ test("with the primary gone, a secondary fetches from a member that is further a
     expect(waited.exitCode).toBe(0);
     expect(await cluster.primary.stop()).toBe(0);
     const target = (await replicationOf(beta)).replayed as LogPosition;
+    const timedOut = await gamma.mars("wait-sync", "r1", "--timeout", "1");
+    expect(timedOut.exitCode).toBe(3);
     expect((await gamma.mars("resume-fetch", "r1")).exitCode).toBe(0);
     await eventually(async () => {
       const replication = await replicationOf(gamma);
