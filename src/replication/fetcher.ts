@@ -11,9 +11,9 @@ import {
   logChunkBytesMax, logTailBytesMax, type Message,
 } from "../transport/messages.ts";
 import { PeerLink } from "../transport/peer-link.ts";
-import type { LocalLogfile } from "./log-files.ts";
+import { chainDigestOfFile, type LocalLogfile } from "./log-files.ts";
 import {
-  createCopy, joinBytes, loadLocalCopies, truncateCopy, type LocalCopy,
+  createCopy, joinBytes, lastBytes, loadLocalCopies, truncateCopy, type LocalCopy,
 } from "./local-copies.ts";
 import { fetchWindowBytesMax, type LogExtent } from "./log-server.ts";
 import { readExactly } from "./record-cursor.ts";
@@ -457,6 +457,19 @@ export class Fetcher {
     }
     copy.finished = true;
     this.options.progressed();
+    // Its chain digest now, while it is surely here: the next logfile's header is checked
+    // against it, even if log lifetime deletes this copy once it has been replayed.
+    copy.chainDigest ??= await chainDigestOfFile(this.options.storage, copy.path, lengthBytes);
+  }
+
+  /**
+   * Forgets local copies below `sequence` that log lifetime deleted (their chain digests are
+   * kept where already known, so the chain check of later logfiles still works).
+   */
+  forgetBelow(sequence: number): void {
+    for (const key of [...this.copies.keys()]) {
+      if (key < sequence && key < this.sequence - 1) this.copies.delete(key);
+    }
   }
 
   /** Acknowledges durable bytes, no faster than the rate limit allows. */
@@ -481,14 +494,4 @@ export class Fetcher {
     }
     if (!this.ackTimer) send();
   }
-}
-
-/** The last `limit` bytes of `earlier` followed by `later`. */
-function lastBytes(earlier: Uint8Array, later: Uint8Array, limit: number): Uint8Array {
-  if (later.length >= limit) return later.slice(later.length - limit);
-  const keep = Math.min(earlier.length, limit - later.length);
-  const joined = new Uint8Array(keep + later.length);
-  joined.set(earlier.subarray(earlier.length - keep));
-  joined.set(later, keep);
-  return joined;
 }

@@ -117,3 +117,13 @@ export function joinBytes(items: readonly { bytes: Uint8Array }[]): Uint8Array {
   }
   return joined;
 }
+
+/** The last `limit` bytes of `earlier` followed by `later`. */
+export function lastBytes(earlier: Uint8Array, later: Uint8Array, limit: number): Uint8Array {
+  if (later.length >= limit) return later.slice(later.length - limit);
+  const keep = Math.min(earlier.length, limit - later.length);
+  const joined = new Uint8Array(keep + later.length);
+  joined.set(earlier.subarray(earlier.length - keep));
+  joined.set(later, keep);
+  return joined;
+}
