@@ -185,7 +185,11 @@ export class LifetimeService {
         if (trim.length > deletable.length) deletable = trim;
       }
     }
-    await this.remove(registered.directory, logfiles, deletable.slice(0, removalsPerPassMax));
+    const removed = deletable.slice(0, removalsPerPassMax);
+    await this.remove(registered.directory, logfiles, removed);
+    if (removed.length > 0) {
+      this.options.replication.replica(resource)?.fetcher.forgetBelow(removed.at(-1)! + 1);
+    }
   }
 
   /**
