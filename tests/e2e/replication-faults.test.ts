@@ -6,15 +6,15 @@ import { openFileDevice } from "../../src/block/file.ts";
 import { applyRecord, listLogfiles, scanLogfile, type LogPosition } from "../../src/log/index.ts";
 import { systemFiles } from "../../src/platform/files.ts";
 import { createPortableEngine } from "../../src/platform/io/portable.ts";
-import { temporaryDirectory } from "../support/binary.ts";
 import { eventually, stopAllEngines, type EngineHandle } from "../support/engines.ts";
 import { sha256OfFile } from "../support/nbd-serve.ts";
 import {
-  blankDisk, diskDigests, fioWrite, replicationCluster, viewJson,
+  blankDisk, diskDigests, fioWrite, replicationCluster, viewJson, removeTestRoots, testRoot,
 } from "../support/replication-cluster.ts";
 
 afterAll(async () => {
   await stopAllEngines();
+  removeTestRoots();
 });
 
 async function replicationOf(engine: EngineHandle) {
@@ -27,7 +27,7 @@ function logfilePath(engine: EngineHandle, sequence: number, origin: string): st
 
 test("a flipped byte in a secondary's logfile stops replay there; re-fetch repairs it",
   async () => {
-    const root = temporaryDirectory("mars-e2e-replication-defect-");
+    const root = testRoot("mars-e2e-replication-defect-");
     const cluster = await replicationCluster(root, ["alpha", "beta"]);
     const [beta] = cluster.secondaries as [EngineHandle];
     expect((await beta.mars("pause-replay", "r1")).exitCode).toBe(0);
@@ -100,7 +100,7 @@ async function historyAt(
 
 test("anytime consistency: a replica paused at random points equals the primary's history",
   async () => {
-    const root = temporaryDirectory("mars-e2e-replication-prefix-");
+    const root = testRoot("mars-e2e-replication-prefix-");
     const cluster = await replicationCluster(root, ["alpha", "beta"], { sizeBytes: 32 << 20 });
     const [beta] = cluster.secondaries as [EngineHandle];
     const snapshots: { position: LogPosition; path: string }[] = [];
@@ -137,7 +137,7 @@ test("anytime consistency: a replica paused at random points equals the primary'
 
 test("with the primary gone, a secondary fetches from a member that is further ahead",
   async () => {
-    const root = temporaryDirectory("mars-e2e-replication-fallback-");
+    const root = testRoot("mars-e2e-replication-fallback-");
     const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
     const [beta, gamma] = cluster.secondaries as [EngineHandle, EngineHandle];
     expect((await gamma.mars("pause-fetch", "r1")).exitCode).toBe(0);

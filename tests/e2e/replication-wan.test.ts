@@ -1,9 +1,8 @@
 // Replication over an emulated WAN: 120 ms RTT and random connection resets lose nothing.
 import { afterAll, expect, test } from "bun:test";
-import { temporaryDirectory } from "../support/binary.ts";
 import { stopAllEngines } from "../support/engines.ts";
 import {
-  diskDigests, fioWrite, replicationCluster, viewJson,
+  diskDigests, fioWrite, replicationCluster, viewJson, removeTestRoots, testRoot,
 } from "../support/replication-cluster.ts";
 import { WanProxy } from "../support/wan-proxy.ts";
 
@@ -11,10 +10,11 @@ let proxy: WanProxy | undefined;
 afterAll(async () => {
   proxy?.stop();
   await stopAllEngines();
+  removeTestRoots();
 });
 
 test("120 ms RTT with resets: lag shows while writing, wait-sync, equal disks", async () => {
-  const root = temporaryDirectory("mars-e2e-replication-wan-");
+  const root = testRoot("mars-e2e-replication-wan-");
   const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
   const { primary, secondaries } = cluster;
   proxy = new WanProxy({

@@ -1,18 +1,18 @@
 // Replication end to end: fio writes on a primary, two secondaries fetch and replay, disks match.
 import { afterAll, expect, test } from "bun:test";
-import { temporaryDirectory } from "../support/binary.ts";
 import { stopAllEngines } from "../support/engines.ts";
 import { sha256OfFile } from "../support/nbd-serve.ts";
 import {
-  blankDisk, diskDigests, fioWrite, replicationCluster, viewJson,
+  blankDisk, diskDigests, fioWrite, replicationCluster, viewJson, removeTestRoots, testRoot,
 } from "../support/replication-cluster.ts";
 
 afterAll(async () => {
   await stopAllEngines();
+  removeTestRoots();
 });
 
 test("primary + 2 secondaries: fio verify, wait-sync --all, three equal disks", async () => {
-  const root = temporaryDirectory("mars-e2e-replication-");
+  const root = testRoot("mars-e2e-replication-");
   const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
   await fioWrite(cluster.uri, "24M", root);
   const waited = await cluster.primary.mars("wait-sync", "--all", "--timeout", "60");

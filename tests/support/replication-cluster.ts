@@ -1,6 +1,7 @@
 /** Builds a primary and its secondaries as real engines on loopback, for replication tests. */
-import { existsSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { temporaryDirectory } from "./binary.ts";
 import { engineHandle, eventually, type EngineHandle } from "./engines.ts";
 import { runTool, sha256OfFile } from "./nbd-serve.ts";
 
@@ -13,6 +14,20 @@ export interface ReplicationCluster {
   readonly disks: Readonly<Record<string, string>>;
   /** The primary's NBD URI (unix socket). */
   readonly uri: string;
+}
+
+const roots: string[] = [];
+
+/** A fresh directory for one test's homes and disks; removed by `removeTestRoots`. */
+export function testRoot(prefix: string): string {
+  const root = temporaryDirectory(prefix);
+  roots.push(root);
+  return root;
+}
+
+/** Removes every directory `testRoot` made (afterAll, once the engines are stopped). */
+export function removeTestRoots(): void {
+  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
 }
 
 export function blankDisk(root: string, name: string, sizeBytes: number): string {
