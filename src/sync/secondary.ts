@@ -74,10 +74,6 @@ export class SecondarySync {
         this.holdPosition = undefined;
       },
     };
-    options.map.onChange((entry) => {
-      if (entry.key === keys.invalidate(options.resource, options.host) ||
-        entry.key === keys.todo(options.resource, options.host, "sync")) this.wake?.();
-    });
   }
 
   /** Opens the replica at once when no sync is due; otherwise syncs in the background. */
@@ -89,6 +85,11 @@ export class SecondarySync {
       this.options.log("error", "sync-failed", { resource: this.options.resource,
         reason: error.message });
     });
+  }
+
+  /** Its invalidate key or sync switch changed (the service listens once for every resource). */
+  changed(): void {
+    this.wake?.();
   }
 
   async stop(): Promise<void> {

@@ -36,7 +36,15 @@ export class SyncService {
   private readonly sessions = new Set<Session>();
   private readonly secondaries = new Map<string, SecondarySync>();
 
-  constructor(private readonly options: SyncServiceOptions) {}
+  constructor(private readonly options: SyncServiceOptions) {
+    options.map.onChange((entry) => {
+      const [first, resource, third, owner, fifth] = entry.key.split("/");
+      if (first !== "resource" || !resource || owner !== options.host) return;
+      if (third === "invalidate" || (third === "todo" && fifth === "sync")) {
+        this.secondaries.get(resource)?.changed();
+      }
+    });
+  }
 
   /** Serves the primary's device view of `resource` to syncing members until the result runs. */
   attachPrimary(resource: string, view: BlockDevice, log: PrimaryLog): () => void {
