@@ -76,7 +76,7 @@ describe("mars serve with real NBD clients", () => {
     const result = await runTool([
       "fio", "--name=verify", "--ioengine=nbd", `--uri=${server.uri}`, "--rw=randwrite",
       "--bs=4k", "--size=32M", "--offset=288M", "--iodepth=32", "--verify=crc32c",
-      "--do_verify=1", "--verify_fatal=1", "--output-format=json",
+      "--do_verify=1", "--verify_fatal=1", "--output-format=json", "--verify_state_save=0",
     ], { timeoutMs: 60_000 });
     expect(result.exitCode).toBe(0);
     const job = JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))).jobs[0];
@@ -153,7 +153,7 @@ describe("mars serve through the translog (--log-dir)", () => {
       const fio = await runTool([
         "fio", "--name=verify", "--ioengine=nbd", `--uri=${first.uri}`, "--rw=randwrite",
         "--bs=4k", "--size=16M", "--iodepth=32", "--verify=crc32c", "--do_verify=1",
-        "--verify_fatal=1",
+        "--verify_fatal=1", "--verify_state_save=0",
       ], { timeoutMs: 60_000 });
       expect(fio.exitCode).toBe(0);
       const written = await runTool(["qemu-io", "-f", "raw", "-c", "write -P 0x6d 32M 1M",
