@@ -16,8 +16,6 @@ import type { SyncMessage } from "./wire.ts";
 
 /** Wait between attempts while the source is unreachable or no sync slot is free. */
 export const syncRetryDelayMs = 1000;
-/** How often a running replica is checked for a log that is gone at its source. */
-export const logGoneCheckIntervalMs = 1000;
 /** How often a catching-up replica is checked against the sync's end position. */
 export const catchUpCheckIntervalMs = 250;
 /**
@@ -280,7 +278,8 @@ export class SecondarySync {
         map.set(keys.invalidate(resource, host), Math.floor(this.options.clock.nowMs()));
         return;
       }
-      await this.sleep(logGoneCheckIntervalMs);
+      // Woken by the service's shared timer (no timer per resource) or a key change.
+      await this.sleep(undefined);
     }
   }
 

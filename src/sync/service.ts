@@ -3,7 +3,7 @@ import { keys } from "../cluster/keys.ts";
 import { MarsError } from "../lib/errors.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import type { BlockDevice } from "../block/types.ts";
-import type { Address, Clock, Network, Storage } from "../platform/types.ts";
+import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService, PrimaryLog } from "../replication/service.ts";
 import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
@@ -13,6 +13,8 @@ import { localSyncSource } from "./source.ts";
 import type { SyncPeer } from "./full-sync.ts";
 import type { SyncMessage } from "./wire.ts";
 
+/** How often a running replica is checked for a log that is gone at its source. */
+export const logGoneCheckIntervalMs = 1000;
 /** Sync sessions one source serves at once. */
 export const sourceSessionsMax = 16;
 
@@ -36,7 +38,11 @@ export class SyncService {
   private readonly sessions = new Set<Session>();
   private readonly secondaries = new Map<string, SecondarySync>();
 
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+
   constructor(private readonly options: SyncServiceOptions) {
+    this.schedule();
     options.map.onChange((entry) => {
       const [first, resource, third, owner, fifth] = entry.key.split("/");
       if (first !== "resource" || !resource || owner !== options.host) return;
@@ -124,7 +130,18 @@ export class SyncService {
     return running;
   }
 
+  /** One timer wakes every secondary that watches its replica (thousands of resources). */
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = this.options.clock.setTimer(logGoneCheckIntervalMs, () => {
+      for (const secondary of this.secondaries.values()) secondary.changed();
+      this.schedule();
+    });
+  }
+
   stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
     for (const session of [...this.sessions]) session.close();
   }
 }

@@ -1,6 +1,6 @@
 // Full sync end to end: join onto a disk with other content, invalidate, concurrent writes.
 import { afterAll, expect, test } from "bun:test";
-import { openSync, closeSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { temporaryDirectory } from "../support/binary.ts";
 import { engineHandle, eventually, stopAllEngines } from "../support/engines.ts";
@@ -49,14 +49,16 @@ async function twoHosts(root: string) {
   await beta.start();
   await eventually(async () => (await viewJson(beta)).resources.length === 1, 5_000);
   const socket = `${join(alpha.home, "resources", "r1")}.nbd.sock`;
-  return { alpha, beta, disks, ok, uri: `nbd+unix:///r1?socket=${socket}` };
+  const exported = () => eventually(async () => existsSync(socket), 10_000);
+  await exported();
+  return { alpha, beta, disks, ok, exported, uri: `nbd+unix:///r1?socket=${socket}` };
 }
 
 test("join-resource onto a disk with other content: full sync under writes, equal disks; " +
   "invalidate resyncs a damaged replica; invalidate on the primary is refused", async () => {
   const root = temporaryDirectory("mars-e2e-sync-");
   roots.push(root);
-  const { alpha, beta, disks, ok, uri } = await twoHosts(root);
+  const { alpha, beta, disks, ok, exported, uri } = await twoHosts(root);
   await eventually(async () => (await viewJson(alpha)).resources[0]?.replication !== undefined,
     5_000).catch(() => {});
   ok("join-resource", await beta.mars("join-resource", "r1", disks.beta));
@@ -76,6 +78,7 @@ test("join-resource onto a disk with other content: full sync under writes, equa
   scribble(disks.beta, 3, 17 * 4096);
   await alpha.start();
   await beta.start();
+  await exported();
   ok("invalidate", await beta.mars("invalidate", "r1"));
   await fioWrite(uri, "8M", root);
   // The log restarts with the process: this sync-done is the invalidated replica's.
