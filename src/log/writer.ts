@@ -219,6 +219,17 @@ export class LogWriter {
     return promise;
   }
 
+  /**
+   * Finishes the current logfile now (when it holds a record) and continues in the next one:
+   * emergency mode ends a logfile with its gap record, so the logfile can be deleted.
+   */
+  rotateNow(): void {
+    if (this.failure) throw this.failure;
+    assert(!this.closed, "rotate an open writer");
+    if (this.file.recordCount > 0) this.rotate();
+    this.schedule();
+  }
+
   /** Makes every record appended so far durable. */
   flush(): Promise<void> {
     return this.waitDurable(this.appendedSequenceValue);

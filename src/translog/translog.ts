@@ -201,6 +201,8 @@ class TranslogDevice implements Translog {
     let appended;
     try {
       appended = this.writer.append({ kind: "gap", deviceOffset: 0, lengthBytes: 0 });
+      // The gap ends its logfile: everything before it may go while the emergency lasts.
+      this.writer.rotateNow();
     } catch (error) {
       if (error instanceof BlockError) throw error;
       throw this.fail("log append failed", error);
