@@ -55,13 +55,22 @@ test("writes before, during and after emergency mode all read back; the log has 
     await device.close();
 
     const kinds: string[] = [];
+    const lastKinds: string[] = [];
     for (const file of await listLogfiles(storage, "/home/r1")) {
+      let last = "";
       await scanLogfile(storage, file.path, {
-        onRecord: (record) => void kinds.push(record.header.kind),
+        onRecord: (record) => {
+          kinds.push(record.header.kind);
+          last = record.header.kind;
+        },
       });
+      lastKinds.push(last);
     }
     expect(kinds).toContain("gap");
     expect(kinds.indexOf("gap")).toBe(40);
+    // The gap ends its logfile, so that logfile can be deleted during the emergency.
+    expect(lastKinds[0]).toBe("gap");
+    expect(lastKinds.length).toBe(2);
     const reopened = await openDevice(storage);
     await reopened.read(0, read);
     expect(Buffer.compare(read, model)).toBe(0);
