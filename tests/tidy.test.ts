@@ -12,6 +12,7 @@ const testLinesMax = 800;
 const deterministicFolders = [
   "src/block", "src/log", "src/translog", "src/nbd", "src/engine", "src/cluster",
   "src/replication", "src/store", "src/transport", "src/lib", "src/sync", "src/retention",
+  "src/roles",
 ];
 /** Platform modules that are pure functions of their input, so deterministic code may use them. */
 const deterministicPlatformModules = [

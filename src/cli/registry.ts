@@ -57,6 +57,16 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/resource.ts").then((module) => module.joinResource),
   },
   {
+    name: "primary", group: "roles",
+    summary: "Make this host primary: planned handover (--force: failover)",
+    load: () => import("./commands/roles.ts").then((module) => module.primary),
+  },
+  {
+    name: "secondary", group: "roles",
+    summary: "Leave the resource without a designated primary",
+    load: () => import("./commands/roles.ts").then((module) => module.secondary),
+  },
+  {
     name: "invalidate", group: "resource",
     summary: "Discard this replica and full-sync it from the primary",
     load: () => import("./commands/invalidate.ts").then((module) => module.invalidate),

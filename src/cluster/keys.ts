@@ -37,6 +37,11 @@ export const keys = {
   size: (resource: string) => `resource/${resource}/size`,
   /** Global: the designated primary host, or "" for none. */
   primary: (resource: string) => `resource/${resource}/primary`,
+  /**
+   * Global: a planned handover in progress ({from, to}); the old primary stops exporting
+   * (once its device is closed) while it stays the designated source of its log.
+   */
+  handover: (resource: string) => `resource/${resource}/handover`,
   /** Owned by the host: its membership and backing disk. */
   resourceMember: (resource: string, host: string) => `resource/${resource}/member/${host}`,
   /** Global (any member may set it, `--global`): a desired switch of one host. */
@@ -69,7 +74,7 @@ export function parseKey(key: string): KeyShape | undefined {
   }
   if (first !== "resource" || !valid(second)) return undefined;
   const resource = second!;
-  if (parts.length === 3 && (third === "size" || third === "primary")) {
+  if (parts.length === 3 && (third === "size" || third === "primary" || third === "handover")) {
     return { kind: third, resource };
   }
   const owned = third === "member" || third === "actual" || third === "replication" ||

@@ -35,6 +35,8 @@ export interface Attached {
   readonly primaryDevice?: BlockDevice;
   /** The primary's export, which can switch to emergency mode (src/retention). */
   readonly emergency?: EmergencyDevice;
+  /** Primary: clients connected to the export now (a handover waits for none; docs/roles.md). */
+  openConnections?(): number;
   detach(): Promise<void>;
 }
 
@@ -127,6 +129,8 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
           primaryLog: device,
           primaryDevice: device,
           emergency: device,
+          // The kernel driver's own connection is not an opener of /dev/nbdN.
+          openConnections: () => Math.max(0, server.connectionCount - (kernel ? 1 : 0)),
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

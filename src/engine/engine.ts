@@ -10,7 +10,8 @@ import {
 } from "./cluster-node.ts";
 import { ControlServer } from "./control.ts";
 import type { Logger } from "./logger.ts";
-import { ResourceManager } from "./resources.ts";
+import { ResourceManager, resourceNames } from "./resources.ts";
+import { SplitBrainRepair } from "../roles/split-brain-repair.ts";
 import { ReplicationService } from "../replication/service.ts";
 import { keys } from "../cluster/keys.ts";
 import type { Address } from "../platform/types.ts";
@@ -47,6 +48,7 @@ export class Engine {
     readonly replication: ReplicationService,
     readonly sync: SyncService,
     readonly lifetime: LifetimeService,
+    private readonly repair: SplitBrainRepair,
     private readonly control: ControlServer,
     private readonly lock: HeldLock,
     private readonly logger: Logger,
@@ -103,6 +105,14 @@ export class Engine {
           socket: `${home.resourceDirectory(resource)}.nbd.sock`,
           logDirectory: home.resourceDirectory(resource),
         }), effects.clock, logger);
+      const repair = new SplitBrainRepair({
+        map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
+        fetchStateOf: (resource) => replication.replica(resource)?.fetcher.state,
+        directoryOf: (resource) => home.resourceDirectory(resource),
+        resourceNames: () => resourceNames(node.map),
+        log: (level, event, fields) => logger.log(level, event, fields),
+      });
+      repair.start();
       const control = new ControlServer(node, effects.network, logger, () => resources.request(),
         () => replication.positions());
       await effects.storage.files.remove(home.file(homeFiles.control));
@@ -115,8 +125,8 @@ export class Engine {
         host: identity.host, cluster: identity.cluster, listen: identity.listen, port,
         resources: resources.attachedCount, keys: node.map.size,
       });
-      return new Engine(home, node, resources, replication, sync, lifetime, control, lock,
-        logger);
+      return new Engine(home, node, resources, replication, sync, lifetime, repair, control,
+        lock, logger);
     } catch (error) {
       await lock.release();
       throw error;
@@ -127,6 +137,7 @@ export class Engine {
   async stop(reason: string): Promise<void> {
     this.logger.log("info", "engine-stopping", { reason });
     this.control.stop();
+    this.repair.stop();
     await this.resources.stop();
     this.replication.stop();
     this.sync.stop();

@@ -16,6 +16,7 @@ export function replicatingAttacher(
         return {
           exportAddress: handle.exportAddress,
           ...(handle.primaryLog ? { primaryLog: handle.primaryLog } : {}),
+          ...(handle.openConnections ? { openConnections: handle.openConnections } : {}),
           async detach() {
             stopServing();
             await handle.detach();

@@ -4,6 +4,8 @@ import { isMarsError } from "../lib/errors.ts";
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import type { Clock } from "../platform/types.ts";
+import type { LogPosition } from "../log/position.ts";
+import { primaryWanted } from "../roles/designation.ts";
 import type { Attached, ResourceAttacher } from "./attach.ts";
 import type { Logger } from "./logger.ts";
 
@@ -15,7 +17,19 @@ export interface ActualState {
   readonly export: string;
   /** Why the last attach failed, "" when it did not. */
   readonly error: string;
+  /** Clients connected to the export (0 when not exported): a handover waits for none. */
+  readonly openConnections: number;
+  /** The durable end of the log when this host last stopped being primary (docs/roles.md). */
+  readonly closedLogEnd: LogPosition | null;
 }
+
+/** How often a primary's open connections are looked at (published when they change). */
+export const connectionCheckIntervalMs = 250;
+/**
+ * A starting engine waits this long before exporting a resource it is primary of, so that a
+ * newer designation (a failover while it was down) reaches it first from its peers.
+ */
+export const startupDesignationWaitMs = 1500;
 
 /** Resources attached at once (start-up with thousands of resources overlaps their I/O). */
 export const attachParallelMax = 16;
@@ -41,6 +55,10 @@ export class ResourceManager {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Per resource: the log end when this host stopped being its primary. */
+  private readonly closedEnds = new Map<string, LogPosition>();
+  private readonly connections = new Map<string, number>();
+  private readonly startedMs: number;
 
   constructor(
     private readonly map: MetadataMap,
@@ -50,10 +68,45 @@ export class ResourceManager {
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {
+    this.startedMs = clock.monotonicMs();
     map.onChange((entry) => {
       if (entry.key.startsWith("resource/") && !entry.key.includes("/actual/") &&
         !entry.key.includes("/replication/")) this.request();
     });
+    this.watchConnections();
+  }
+
+  /** Publishes a primary's open connections when they change; a waiting step-down retries. */
+  private watchConnections(): void {
+    if (this.stopped) return;
+    this.clock.setTimer(connectionCheckIntervalMs, () => {
+      if (this.stopped) return;
+      let stepDownWaits = false;
+      for (const [resource, current] of this.attached) {
+        if (!current.primary) continue;
+        const count = current.handle.openConnections?.() ?? 0;
+        if (count !== (this.connections.get(resource) ?? 0)) {
+          this.connections.set(resource, count);
+          this.publish(resource, this.actualOf(resource, current.handle, true));
+        }
+        if (!this.wantsPrimary(resource)) stepDownWaits = true;
+      }
+      if (stepDownWaits) this.request();
+      this.watchConnections();
+    });
+  }
+
+  private wantsPrimary(resource: string): boolean {
+    return primaryWanted(this.map.get(keys.primary(resource)),
+      this.map.get(keys.handover(resource)), this.host);
+  }
+
+  private actualOf(resource: string, handle: Attached | undefined, primary: boolean) {
+    return {
+      attached: handle !== undefined, primary, export: handle?.exportAddress ?? "", error: "",
+      openConnections: handle ? this.connections.get(resource) ?? 0 : 0,
+      closedLogEnd: this.closedEnds.get(resource) ?? null,
+    };
   }
 
   /** Asks for a reconcile pass; passes never overlap, requests during one coalesce. */
@@ -90,24 +143,42 @@ export class ResourceManager {
       if (!member) continue;
       const sizeBytes = this.map.get(keys.size(resource));
       const attach = this.map.get(keys.todo(resource, this.host, "attach")) === true;
-      const primary = this.map.get(keys.primary(resource)) === this.host;
+      const primary = this.wantsPrimary(resource);
       if (attach && typeof sizeBytes === "number") {
         wanted.set(resource, { disk: member.disk, sizeBytes, primary });
       } else {
-        this.publish(resource, { attached: false, primary, export: "", error: "" });
+        this.publish(resource, this.actualOf(resource, undefined, primary));
       }
     }
     for (const [resource, current] of this.attached) {
       const want = wanted.get(resource);
       if (!this.stopped && want && want.primary === current.primary) continue;
+      if (!this.stopped && want && current.primary && this.deviceOpen(resource)) {
+        continue; // steps down once its device is closed (watchConnections asks again)
+      }
       await this.detach(resource);
     }
     if (this.stopped) return;
-    const pending = [...wanted].filter(([resource]) => !this.attached.has(resource));
+    const pending = [...wanted].filter(([resource, want]) => !this.attached.has(resource) &&
+      !(want.primary && this.startingUp(resource)));
     for (let start = 0; start < pending.length; start += attachParallelMax) {
       const group = pending.slice(start, start + attachParallelMax);
       await Promise.all(group.map(([resource, want]) => this.attach(resource, want)));
     }
+  }
+
+  private deviceOpen(resource: string): boolean {
+    return (this.attached.get(resource)?.handle.openConnections?.() ?? 0) > 0;
+  }
+
+  /** True (and a pass is scheduled) while a starting engine waits to learn of a newer primary. */
+  private startingUp(resource: string): boolean {
+    const waitedMs = this.clock.monotonicMs() - this.startedMs;
+    if (waitedMs >= startupDesignationWaitMs) return false;
+    const others = this.map.list(`resource/${resource}/member/`).length > 1;
+    if (!others) return false;
+    this.clock.setTimer(startupDesignationWaitMs - waitedMs, () => this.request());
+    return true;
   }
 
   private async attach(
@@ -120,17 +191,16 @@ export class ResourceManager {
         primary: want.primary, socketPath: paths.socket, logDirectory: paths.logDirectory,
       });
       this.attached.set(resource, { primary: want.primary, handle });
+      if (want.primary) this.closedEnds.delete(resource);
       this.logger.log("info", "resource-attached", {
         resource, primary: want.primary, export: handle.exportAddress || undefined,
       });
-      this.publish(resource, {
-        attached: true, primary: want.primary, export: handle.exportAddress, error: "",
-      });
+      this.publish(resource, this.actualOf(resource, handle, want.primary));
     } catch (error) {
       if (!isMarsError(error)) throw error;
       this.logger.log("error", "resource-attach-failed", { resource, reason: error.message });
       this.publish(resource, {
-        attached: false, primary: want.primary, export: "", error: error.message,
+        ...this.actualOf(resource, undefined, want.primary), error: error.message,
       });
     }
   }
@@ -139,10 +209,14 @@ export class ResourceManager {
     const current = this.attached.get(resource);
     assert(current !== undefined, "only attached resources are detached");
     this.attached.delete(resource);
+    this.connections.delete(resource);
     await current.handle.detach();
+    // After detach the log is closed: its durable end is final (a handover waits for it).
+    const log = current.handle.primaryLog;
+    if (current.primary && log) this.closedEnds.set(resource, log.durableEnd);
     this.logger.log("info", "resource-detached", { resource });
     if (membershipOf(this.map, resource, this.host)) {
-      this.publish(resource, { attached: false, primary: current.primary, export: "", error: "" });
+      this.publish(resource, this.actualOf(resource, undefined, current.primary));
     }
   }
 

@@ -1,0 +1,185 @@
+// Roles end to end: handover ring under a writer, refusal while open, failover with split brain.
+import { afterAll, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { eventually, stopAllEngines, type EngineHandle } from "../support/engines.ts";
+import {
+  diskDigests, removeTestRoots, replicationCluster, testRoot, viewJson,
+} from "../support/replication-cluster.ts";
+import {
+  blockBytes, ContinuousWriter, missingBlocks, openExport,
+} from "../support/role-writer.ts";
+import { WanProxy } from "../support/wan-proxy.ts";
+
+const proxies: WanProxy[] = [];
+afterAll(async () => {
+  for (const proxy of proxies) proxy.stop();
+  await stopAllEngines();
+  removeTestRoots();
+});
+
+const ok = (what: string, result: { exitCode: number; stdout: string; stderr: string }) => {
+  if (result.exitCode !== 0) {
+    throw new Error(`${what} exited ${result.exitCode}: ${result.stderr}${result.stdout}`);
+  }
+  return result;
+};
+
+async function statusOf(engine: EngineHandle): Promise<string> {
+  return (await viewJson(engine)).resources[0]?.replication?.status ?? "";
+}
+
+test("handover ring alpha→beta→gamma→alpha under a continuous writer: no flushed write is " +
+  "missing; refused while the device is open, done once it closes", async () => {
+  const root = testRoot("mars-e2e-roles-handover-");
+  const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
+  const [alpha, beta, gamma] = [cluster.primary, ...cluster.secondaries] as EngineHandle[];
+  const resource = cluster.resource;
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  const writer = new ContinuousWriter(0, 1);
+  const limitBlocks = 8192;
+  let device = await openExport(alpha!, resource);
+  writer.start(device, limitBlocks);
+  await Bun.sleep(300);
+  const refused = await beta!.mars("primary", resource, "--timeout", "20");
+  expect(refused.exitCode).toBe(4);
+  expect(refused.stderr).toContain("open");
+  await writer.stop();
+  await device.close();
+  ok("primary (closed)", await beta!.mars("primary", resource, "--timeout", "30"));
+  device = await openExport(beta!, resource);
+  expect(await missingBlocks(device, writer.flushed)).toEqual([]);
+  for (const next of [gamma!, alpha!]) {
+    writer.start(device, limitBlocks);
+    const handing = next.mars("primary", resource, "--wait-closed", "--timeout", "60");
+    await Bun.sleep(700); // the writer goes on while the handover waits for the close
+    await writer.stop();
+    await device.close();
+    ok(`primary on ${next.name}`, await handing);
+    device = await openExport(next, resource);
+    expect(await missingBlocks(device, writer.flushed)).toEqual([]);
+  }
+  await device.close();
+  console.log(`handover ring: ${writer.written} writes, ${writer.flushed.size} flushed, none lost`);
+  expect(writer.flushed.size).toBeGreaterThan(50);
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  for (const engine of [alpha!, beta!, gamma!]) expect(await engine.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.beta).toBe(digests.alpha!);
+  expect(digests.gamma).toBe(digests.alpha!);
+}, 150_000);
+
+test("failover after kill -9: the new primary writes, the old one returns, steps down, split " +
+  "brain is shown (wait-sync 5), the repair runs, all disks end equal", async () => {
+  const root = testRoot("mars-e2e-roles-failover-");
+  const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
+  const [alpha, beta, gamma] = [cluster.primary, ...cluster.secondaries] as EngineHandle[];
+  const resource = cluster.resource;
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  let device = await openExport(alpha!, resource);
+  const common = new ContinuousWriter(0, 1, 4);
+  common.start(device, 200);
+  await common.stop();
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  // beta stops fetching: what alpha writes now reaches gamma only.
+  ok("pause-fetch", await beta!.mars("pause-fetch", resource));
+  const tail = new ContinuousWriter(100, 2, 4);
+  tail.start(device, 300);
+  await tail.stop();
+  ok("wait-sync gamma", await gamma!.mars("wait-sync", resource, "--timeout", "60"));
+  await alpha!.kill();
+  await device.close().catch(() => {});
+  // Hold alpha's repair so that the split brain can be looked at first.
+  ok("pause-sync (engine down)", await alpha!.mars("pause-sync", resource));
+  const forced = ok("primary --force", await beta!.mars("primary", "--force", resource,
+    "--timeout", "30"));
+  expect(forced.stdout).toContain("not fetched");
+  ok("resume-fetch", await beta!.mars("resume-fetch", resource));
+  device = await openExport(beta!, resource);
+  const winner = new ContinuousWriter(150, 3, 4);
+  winner.start(device, 400);
+  await winner.stop();
+  await alpha!.start();
+  await eventually(async () => (await statusOf(alpha!)) === "split-brain", 20_000);
+  const view = await alpha!.mars("view", resource);
+  expect(view.stdout).toContain("split-brain");
+  const waited = await alpha!.mars("wait-sync", resource, "--timeout", "10");
+  expect(waited.exitCode).toBe(5);
+  ok("resume-sync", await alpha!.mars("resume-sync", resource));
+  await eventually(async () => (await statusOf(alpha!)) !== "split-brain", 20_000);
+  await eventually(async () => (await alpha!.mars("wait-sync", resource, "--timeout", "5"))
+    .exitCode === 0, 60_000);
+  ok("wait-sync --all", await beta!.mars("wait-sync", "--all", "--timeout", "60"));
+  expect(await missingBlocks(device, winner.flushed)).toEqual([]);
+  await device.close();
+  const aside = readdirSync(join(alpha!.home, "resources", resource))
+    .filter((name) => name.startsWith("split-brain-"));
+  expect(aside.length).toBe(1);
+  expect(readdirSync(join(alpha!.home, "resources", resource, aside[0]!)).length)
+    .toBeGreaterThan(0);
+  for (const engine of [alpha!, beta!, gamma!]) expect(await engine.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.alpha).toBe(digests.beta!);
+  expect(digests.gamma).toBe(digests.beta!);
+}, 150_000);
+
+test("failover while the old primary is cut off and both write: split brain, the repair " +
+  "transfers about the divergent bytes, disks equal", async () => {
+  const root = testRoot("mars-e2e-roles-partition-");
+  const sizeBytes = 64 * 1024 * 1024;
+  const cluster = await replicationCluster(root, ["alpha", "beta"], { sizeBytes });
+  const [alpha, beta] = [cluster.primary, ...cluster.secondaries] as EngineHandle[];
+  const resource = cluster.resource;
+  for (const engine of [alpha!, beta!]) {
+    const proxy = new WanProxy({ targetPort: engine.port }).start();
+    proxies.push(proxy);
+    ok("set-key", await engine.mars("set-key", `member/${engine.name}`,
+      JSON.stringify({ address: `127.0.0.1:${proxy.port}` })));
+  }
+  await Bun.sleep(500);
+  // Restarted engines dial each other only through the proxies.
+  for (const engine of [beta!, alpha!]) {
+    expect(await engine.stop()).toBe(0);
+    await engine.start();
+  }
+  await eventually(async () => (await statusOf(alpha!)) === "primary", 20_000);
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  const alphaDevice = await openExport(alpha!, resource);
+  const common = new ContinuousWriter(0, 1, 8);
+  common.start(alphaDevice, 200);
+  await common.stop();
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  for (const proxy of proxies) proxy.partitioned = true;
+  ok("primary --force", await beta!.mars("primary", "--force", resource, "--timeout", "30"));
+  const betaDevice = await openExport(beta!, resource);
+  const loser = new ContinuousWriter(2000, 2, 8);
+  const winner = new ContinuousWriter(4000, 3, 8);
+  const divergentBlocks = 150;
+  loser.start(alphaDevice, 2000 + divergentBlocks);
+  winner.start(betaDevice, 4000 + divergentBlocks);
+  await Promise.all([loser.stop(), winner.stop()]);
+  for (const proxy of proxies) proxy.partitioned = false;
+  // alpha learns of beta's designation but keeps exporting while its device is open.
+  await Bun.sleep(3000);
+  expect((await viewJson(alpha!)).resources[0].primary).toBe("beta");
+  await alphaDevice.close();
+  await eventually(async () => {
+    const status = await statusOf(alpha!);
+    return status === "caught-up" || status === "replaying";
+  }, 60_000);
+  await eventually(async () => (await beta!.mars("wait-sync", "--all", "--timeout", "5"))
+    .exitCode === 0, 60_000);
+  const copied = /sync-copied.*?transferredBlocks["=:]+(\d+)/.exec(alpha!.log());
+  expect(copied).not.toBeNull();
+  const transferredBytes = Number(copied![1]) * 4096;
+  const divergentBytes = 2 * divergentBlocks * blockBytes;
+  console.log(`repair transferred ${transferredBytes} bytes; divergent writes ` +
+    `${divergentBytes} bytes; disk ${sizeBytes} bytes`);
+  expect(transferredBytes).toBeLessThanOrEqual(2 * divergentBytes);
+  expect(transferredBytes).toBeGreaterThanOrEqual(divergentBlocks * blockBytes);
+  expect(await missingBlocks(betaDevice, winner.flushed)).toEqual([]);
+  await betaDevice.close();
+  for (const engine of [alpha!, beta!]) expect(await engine.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.alpha).toBe(digests.beta!);
+}, 150_000);
