@@ -10,14 +10,18 @@ disk=/tmp/disk-$variant.img
 log=/tmp/serve-$variant.log
 synced=/tmp/synced-$variant.list
 through_log=""
-[ "$variant" = translog ] && through_log="--log-dir /tmp/log-$variant"
+device_choice=auto   # the kernel picks a free device
+if [ "$variant" = translog ]; then
+  through_log="--log-dir /tmp/log-$variant"
+  device_choice=1    # a requested device, also on the restart
+fi
 step() { echo "STEP $variant $* (guest time $(cut -d" " -f1 /proc/uptime) s)"; }
 fail() { echo "SCENARIO FAILED: $*"; cat "$log" 2>/dev/null; exit 1; }
 
 start_server() {
   # shellcheck disable=SC2086 # $through_log is two words or none
-  "$mars" serve --disk "$disk" --size 128M --name vmtest --nbd-device auto --dead-timeout 120 \
-    --request-timeout 5 \
+  "$mars" serve --disk "$disk" --size 128M --name vmtest --nbd-device $device_choice \
+    --dead-timeout 120 --request-timeout 5 \
     $through_log >> "$log" 2>&1 &
   server=$!
   for _ in $(seq 600); do
@@ -37,6 +41,7 @@ start_server 1
 grep "attached /dev/nbd" "$log"
 device=$(readlink /dev/mars/vmtest)
 case $device in /dev/nbd[0-9]*) ;; *) fail "no stable name (got '$device')";; esac
+[ "$device_choice" = auto ] || [ "$device" = "/dev/nbd$device_choice" ] || fail "not nbd$device_choice"
 [ "$(cat /sys/block/${device#/dev/}/size)" = $((128 * 2048)) ] || fail "wrong size"
 
 step filesystem
