@@ -23,7 +23,11 @@ export interface SyncPeer {
   begin(): Promise<{ source: string; sizeBytes: number; startPosition: LogPosition }>;
   /** Compares one chunk: the reply carries the source's blocks that differ from the digests. */
   compare(request: ChunkRequest): Promise<ChunkReply>;
-  /** The source's log end now: replay must reach it before the replica is consistent. */
+  /**
+   * Makes the source's log durable to its end and returns that end. Every block read before
+   * the call is then backed by durable records: a crash of the source cannot take back what
+   * the copy already holds. Replay must reach this end before the replica is consistent.
+   */
   endPosition(): Promise<LogPosition>;
 }
 
@@ -85,7 +89,10 @@ async function phase1Begin(options: FullSyncOptions): Promise<SyncCursor> {
   // Begin even when resuming: it names the resource to the source's session. A resumed sync
   // keeps its first start position (blocks copied before may predate later writes).
   const begun = await options.peer.begin();
-  if (persisted && persisted.sizeBytes === begun.sizeBytes) return persisted;
+  // Resume only from the same source: another host's device is another history.
+  if (persisted && persisted.sizeBytes === begun.sizeBytes && persisted.source === begun.source) {
+    return persisted;
+  }
   if (begun.sizeBytes > options.target.sizeBytes) {
     throw new MarsError("disk-too-small", `the sync source has ${begun.sizeBytes} bytes, ` +
       `this disk ${options.target.sizeBytes}`);
@@ -173,6 +180,9 @@ async function persistCopied(
   options: FullSyncOptions, state: CopyState, copiedBytes: number,
 ): Promise<void> {
   assert(copiedBytes >= state.cursor.copiedBytes, "the sync cursor never goes back");
+  // What was copied may come from records not yet durable at the source: make them durable
+  // before the cursor claims the blocks, or a source crash could take them back.
+  await options.peer.endPosition();
   await options.target.flush();
   const cursor: SyncCursor = { ...state.cursor, copiedBytes };
   await options.cursors.save(cursor);

@@ -59,7 +59,9 @@ export function localSyncSource(options: SyncSourceOptions): SyncPeer {
       }
     },
     async endPosition() {
-      return options.logEnd();
+      const end = options.logEnd();
+      await options.view.flush();
+      return end;
     },
   };
 }

@@ -85,11 +85,26 @@ test("a lost connection fails the sync; a new one resumes from the cursor", asyn
   const { source, target, lookup } = devices();
   const cursors = memoryCursorStore();
   const clock = new SimulatedClock();
-  const first = runFullSync({ target, peer: channel(lookup, 3), geometry, cursors, clock,
+  // Source frames: begun, then per chunk its blocks and the durable end before the cursor
+  // moves; the 6th frame is cut, so two chunks are persisted.
+  const first = runFullSync({ target, peer: channel(lookup, 5), geometry, cursors, clock,
     windowChunks: 1, persistEveryChunks: 1 });
   expect(first).rejects.toBeInstanceOf(MarsError);
   await first.catch(() => {});
   expect(cursors.current?.copiedBytes).toBe(2 * geometry.chunkBytes);
   await runFullSync({ target, peer: channel(lookup), geometry, cursors, clock });
+  expect(Buffer.compare(source.bytes, target.bytes)).toBe(0);
+});
+
+test("a cursor from another source is not resumed: the copy starts again", async () => {
+  const { source, target, lookup } = devices();
+  const cursors = memoryCursorStore();
+  cursors.current = { phase: "copy", source: "gamma", sizeBytes: source.bytes.length,
+    startPosition: { sequence: 1, offsetBytes: 100 }, copiedBytes: 4 * 65536, startedMs: 0 };
+  const outcome = await runFullSync({ target, peer: channel(lookup), geometry, cursors,
+    clock: new SimulatedClock() });
+  expect(outcome.comparedBytes).toBe(source.bytes.length);
+  expect(outcome.cursor.source).toBe("alpha");
+  expect(outcome.cursor.startPosition).toEqual({ sequence: 2, offsetBytes: 500 });
   expect(Buffer.compare(source.bytes, target.bytes)).toBe(0);
 });
