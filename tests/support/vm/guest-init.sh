@@ -12,7 +12,10 @@ while read -r module; do
 done < /modules.list
 
 share_options=trans=virtio,version=9p2000.L,msize=512000
-mount -t 9p -o "$share_options" control /control || { echo "guest-init: no control share"; poweroff -f; }
+if ! mount -t 9p -o "$share_options" control /control; then
+  echo "guest-init: no control share"
+  poweroff -f
+fi
 give_up() { echo "guest-init: $*"; echo 125 > /control/status; poweroff -f; }
 . /control/environment
 mount -t 9p -o "$share_options,ro" hostroot /host || give_up "cannot mount the host root"

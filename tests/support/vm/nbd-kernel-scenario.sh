@@ -41,7 +41,9 @@ start_server 1
 grep "attached /dev/nbd" "$log"
 device=$(readlink /dev/mars/vmtest)
 case $device in /dev/nbd[0-9]*) ;; *) fail "no stable name (got '$device')";; esac
-[ "$device_choice" = auto ] || [ "$device" = "/dev/nbd$device_choice" ] || fail "not nbd$device_choice"
+if [ "$device_choice" != auto ] && [ "$device" != "/dev/nbd$device_choice" ]; then
+  fail "asked for nbd$device_choice, got $device"
+fi
 [ "$(cat /sys/block/${device#/dev/}/size)" = $((128 * 2048)) ] || fail "wrong size"
 
 step filesystem
