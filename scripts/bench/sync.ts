@@ -1,5 +1,7 @@
 // `bun run bench sync`: fast full sync of identical and differing disks vs a sequential read.
-// Usage: bun run bench sync [--dir DIR] [--size-mib N] [--rounds N] [--rtt-ms MS] [--cached]
+// Usage: bun run bench sync [--dir DIR] [--target-dir DIR] [--size-mib N] [--rounds N]
+//   [--rtt-ms MS] [--cached]. --target-dir on another device (e.g. /dev/shm) gives the target
+//   its own disk, as on two hosts: then the sync should keep up with one disk's read.
 import { mkdirSync, openSync, closeSync, rmSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,6 +17,7 @@ import { localSyncSource } from "../../src/sync/source.ts";
 const { values } = parseArgs({
   options: {
     dir: { type: "string", default: "/var/tmp/mars-bench-sync" },
+    "target-dir": { type: "string" },
     "size-mib": { type: "string", default: "1024" },
     rounds: { type: "string", default: "3" },
     "rtt-ms": { type: "string", default: "0" },
@@ -25,6 +28,9 @@ const sizeBytes = Number(values["size-mib"]) * 1024 * 1024;
 const rounds = Number(values.rounds);
 const rttMs = Number(values["rtt-ms"]);
 const direct = !values.cached;
+const targetDirectory = values["target-dir"] ?? values.dir!;
+/** tmpfs refuses O_DIRECT: a target there is read through the page cache (it is memory). */
+const targetDirect = direct && !targetDirectory.startsWith("/dev/shm");
 const readChunkBytes = 1024 * 1024;
 const readWindow = 8;
 
@@ -78,7 +84,7 @@ function delayed(peer: SyncPeer): SyncPeer {
 
 async function syncOnce(storage: Storage, source: string, target: string) {
   const view = await openFileDevice(storage, source, { direct, readOnly: true });
-  const disk = await openFileDevice(storage, target, { direct });
+  const disk = await openFileDevice(storage, target, { direct: targetDirect });
   const peer = localSyncSource({
     host: "source", view, reads: "device-view",
     logEnd: () => ({ sequence: 1, offsetBytes: 0 }),
@@ -104,11 +110,13 @@ const mibPerS = (ms: number) => (sizeBytes / 1024 / 1024 / (ms / 1000)).toFixed(
 async function main(): Promise<void> {
   mkdirSync(values.dir!, { recursive: true });
   const source = join(values.dir!, "source.img");
-  const target = join(values.dir!, "target.img");
+  mkdirSync(targetDirectory, { recursive: true });
+  const target = join(targetDirectory, "mars-bench-sync-target.img");
   const io = openIoEngine();
   const storage: Storage = { files: systemFiles, io: io.engine };
   writeDisk(source, 1, 0);
   console.log(`sync bench: ${sizeBytes >> 20} MiB, ${direct ? "O_DIRECT" : "page cache"}, ` +
+    `target in ${targetDirectory}, ` +
     `rtt ${rttMs} ms, io ${io.engine.name}, ${rounds} rounds`);
   for (const [label, differEvery] of [["identical", 0], ["differing (1 block in 16)", 16],
     ["differing (every block)", 1]] as const) {
@@ -120,7 +128,8 @@ async function main(): Promise<void> {
       writeDisk(target, 1, differEvery);
       const one = await openFileDevice(storage, source, { direct, readOnly: true });
       reads.push(await sequentialRead([one]));
-      const other = await openFileDevice(storage, target, { direct, readOnly: true });
+      const other = await openFileDevice(storage, target,
+        { direct: targetDirect, readOnly: true });
       bothReads.push(await sequentialRead([one, other]));
       await one.close();
       await other.close();
@@ -138,6 +147,7 @@ async function main(): Promise<void> {
   }
   await io.engine.close();
   rmSync(values.dir!, { recursive: true, force: true });
+  rmSync(target, { force: true });
 }
 
 await main();
