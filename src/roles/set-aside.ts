@@ -1,8 +1,9 @@
-/** Split-brain repair keeps the loser's logfiles aside (never deleted) before it resyncs. */
+/** A replica that discards its log keeps the logfiles it wrote itself aside, never deleted. */
 import { assert } from "../lib/assert.ts";
+import { parseLogfileName } from "../log/position.ts";
 import type { Storage } from "../platform/types.ts";
 
-/** Prefix of the directory (inside the resource's directory) a split brain's logfiles go to. */
+/** Prefix of the directory (inside the resource's directory) such logfiles go to. */
 export const setAsidePrefix = "split-brain-";
 
 /** The set-aside directory's name for a repair that began at wall-clock `nowMs`. */
@@ -13,15 +14,19 @@ export function setAsideName(nowMs: number): string {
 }
 
 /**
- * Moves every logfile of `directory` (its own divergent ones and the copies it fetched) into
- * `directory/split-brain-TIME/`, durably, and returns that directory and how many moved. The
- * operator can still inspect them (`mars log dump`) or replay them elsewhere.
+ * Moves every logfile of `directory` that `host` wrote itself (as primary) into
+ * `directory/split-brain-TIME/`, durably; returns that directory, or undefined when there was
+ * none. These are the writes a split brain's loser made that may exist nowhere else: an
+ * operator can still inspect them (`mars log dump`) or replay them elsewhere. Copies of other
+ * hosts' logfiles are not kept (their origin keeps them).
  */
-export async function setAsideLogfiles(
-  storage: Storage, directory: string, nowMs: number,
-): Promise<{ readonly path: string; readonly moved: number }> {
+export async function setAsideOwnLogfiles(
+  storage: Storage, directory: string, host: string, nowMs: number,
+): Promise<{ readonly path: string; readonly moved: number } | undefined> {
+  const names = (await storage.files.list(directory))
+    .filter((name) => parseLogfileName(name)?.origin === host);
+  if (names.length === 0) return undefined;
   const path = `${directory}/${setAsideName(nowMs)}`;
-  const names = (await storage.files.list(directory)).filter((name) => name.startsWith("log-"));
   await storage.files.makeDirectory(path);
   for (const name of names) await storage.files.rename(`${directory}/${name}`, `${path}/${name}`);
   await storage.files.syncDirectory(path);

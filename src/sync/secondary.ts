@@ -8,6 +8,7 @@ import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService } from "../replication/service.ts";
 import { positionFileName, PositionStore } from "../translog/position-store.ts";
+import { setAsideOwnLogfiles } from "../roles/set-aside.ts";
 import { dialChannel, type ChannelContext, type Session } from "../transport/channel.ts";
 import { fileCursorStore, type SyncCursor, type SyncCursorStore } from "./cursor.ts";
 import { catchUpDone, runFullSync } from "./full-sync.ts";
@@ -139,6 +140,10 @@ export class SecondarySync {
     await this.closeReplica?.();
     this.closeReplica = undefined;
     await this.cursors.clear();
+    // Its own logfiles (a former primary's, maybe a split brain's loser) are kept, not deleted.
+    const aside = await setAsideOwnLogfiles(storage, directory, host, this.options.clock.nowMs());
+    if (aside) this.options.log("warn", "logfiles-kept-aside", { resource, path: aside.path,
+      count: aside.moved });
     for (const name of await storage.files.list(directory)) {
       if (name === positionFileName || name.startsWith("log-")) {
         await storage.files.remove(`${directory}/${name}`);
