@@ -53,6 +53,8 @@ export const keys = {
   actual: (resource: string, host: string) => `resource/${resource}/actual/${host}`,
   /** Owned by the host: its replication state (positions, lags, rates; src/replication). */
   replication: (resource: string, host: string) => `resource/${resource}/replication/${host}`,
+  /** Owned by the host: the split brain it found between its history and the primary's. */
+  splitBrain: (resource: string, host: string) => `resource/${resource}/split-brain/${host}`,
   /** Owned by the host: `mars invalidate` asked it to discard its replica (a request stamp). */
   invalidate: (resource: string, host: string) => `resource/${resource}/invalidate/${host}`,
 } as const;
@@ -78,7 +80,7 @@ export function parseKey(key: string): KeyShape | undefined {
     return { kind: third, resource };
   }
   const owned = third === "member" || third === "actual" || third === "replication" ||
-    third === "invalidate";
+    third === "invalidate" || third === "split-brain";
   if (parts.length === 4 && owned && valid(fourth)) {
     return { kind: third, owner: fourth, resource };
   }

@@ -37,6 +37,8 @@ export interface Attached {
   readonly emergency?: EmergencyDevice;
   /** Primary: clients connected to the export now (a handover waits for none; docs/roles.md). */
   openConnections?(): number;
+  /** Primary: the end of the log its own logfiles continue (undefined: a new history). */
+  readonly continuedFrom?: LogPosition;
   detach(): Promise<void>;
 }
 
@@ -131,6 +133,8 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
           emergency: device,
           // The kernel driver's own connection is not an opener of /dev/nbdN.
           openConnections: () => Math.max(0, server.connectionCount - (kernel ? 1 : 0)),
+          ...(device.translog.recovery.position
+            ? { continuedFrom: device.translog.recovery.position } : {}),
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

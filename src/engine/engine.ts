@@ -106,9 +106,8 @@ export class Engine {
           logDirectory: home.resourceDirectory(resource),
         }), effects.clock, logger);
       const repair = new SplitBrainRepair({
-        map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
-        fetchStateOf: (resource) => replication.replica(resource)?.fetcher.state,
-        directoryOf: (resource) => home.resourceDirectory(resource),
+        map: node.map, host: identity.host, clock: effects.clock,
+        fetcherOf: (resource) => replication.replica(resource)?.fetcher,
         resourceNames: () => resourceNames(node.map),
         log: (level, event, fields) => logger.log(level, event, fields),
       });

@@ -21,6 +21,8 @@ export interface ActualState {
   readonly openConnections: number;
   /** The durable end of the log when this host last stopped being primary (docs/roles.md). */
   readonly closedLogEnd: LogPosition | null;
+  /** Primary: the end of the log its own logfiles continue (split-brain detection). */
+  readonly continuedFrom: LogPosition | null;
 }
 
 /** How often a primary's open connections are looked at (published when they change). */
@@ -106,6 +108,7 @@ export class ResourceManager {
       attached: handle !== undefined, primary, export: handle?.exportAddress ?? "", error: "",
       openConnections: handle ? this.connections.get(resource) ?? 0 : 0,
       closedLogEnd: this.closedEnds.get(resource) ?? null,
+      continuedFrom: (primary ? handle?.continuedFrom : undefined) ?? null,
     };
   }
 

@@ -1,48 +1,66 @@
-/** Repairs a replica whose history split from the designated primary's (docs/roles.md). */
+/** Finds and repairs a replica whose history split from the designated primary's. */
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
-import { isMarsError } from "../lib/errors.ts";
-import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
-import { setAsideLogfiles } from "./set-aside.ts";
+import { comparePositions, positionText, type LogPosition } from "../log/position.ts";
+import type { Clock, TimerHandle } from "../platform/types.ts";
 
 /** How often replicas are looked at for a split brain. */
 export const splitBrainCheckIntervalMs = 500;
 
+/** Value of key resource/R/split-brain/HOST (docs/roles.md). */
+export interface SplitBrainRecord {
+  /** The designated primary whose history wins. */
+  readonly primary: string;
+  /** Where the histories part: the end of the log the primary's own logfiles continue. */
+  readonly splitPoint: LogPosition | null;
+  /** Where this host's own log ended when it stepped down (null: not known here). */
+  readonly localEnd: LogPosition | null;
+  /** Log bytes this host wrote after the split point (null when not in one logfile). */
+  readonly localBytesAfter: number | null;
+  /** The primary's log end as it last reported it. */
+  readonly primaryEnd: LogPosition | null;
+  readonly reason: string;
+  readonly detectedMs: number;
+  /** Set once the repair (invalidate → full fast sync) was started. */
+  readonly repairStartedMs: number | null;
+}
+
 export interface SplitBrainRepairOptions {
   readonly map: MetadataMap;
   readonly host: string;
-  readonly storage: Storage;
   readonly clock: Clock;
-  /** The replica's fetch state ("split-brain" once the histories diverged), if it runs. */
-  readonly fetchStateOf: (resource: string) => string | undefined;
-  readonly directoryOf: (resource: string) => string;
+  /** The replica's fetch state and problem ("split-brain" once the fetcher saw divergence). */
+  readonly fetcherOf: (resource: string) => { state: string; problem: string } | undefined;
   readonly resourceNames: () => string[];
   readonly log: (level: "info" | "warn" | "error", event: string,
     fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
 }
 
+interface ActualView {
+  readonly closedLogEnd?: LogPosition | null;
+  readonly continuedFrom?: LogPosition | null;
+}
+
 /**
- * A secondary in split brain with the designated primary is the loser: its logfiles go aside
- * (kept, never deleted), then it invalidates itself, so the full fast sync copies only the
- * blocks that differ and it continues on the winner's history. `pause-sync` holds the repair
- * (the split brain stays visible in `view` until the sync switch is on again).
+ * The designated primary's history wins. A member is in split brain with it when its fetcher
+ * found diverging chains, or when it wrote (as primary) past the point where the primary's own
+ * logfiles continue the log. It then publishes what it found and, unless `pause-sync` holds it,
+ * invalidates itself: the full fast sync copies only the blocks that differ, its own logfiles
+ * are kept aside (src/roles/set-aside.ts), and replay continues on the winner's history.
  */
 export class SplitBrainRepair {
   private timer: TimerHandle | undefined;
-  private running = false;
   private stopped = false;
+  /** Divergences already acted upon (a repair is started once per split). */
+  private readonly handled = new Set<string>();
 
   constructor(private readonly options: SplitBrainRepairOptions) {}
 
   start(): void {
     if (this.stopped) return;
     this.timer = this.options.clock.setTimer(splitBrainCheckIntervalMs, () => {
-      if (this.running) return this.start();
-      this.running = true;
-      void this.check().finally(() => {
-        this.running = false;
-        this.start();
-      });
+      for (const resource of this.options.resourceNames()) this.check(resource);
+      this.start();
     });
   }
 
@@ -51,38 +69,62 @@ export class SplitBrainRepair {
     this.timer?.cancel();
   }
 
-  private async check(): Promise<void> {
-    for (const resource of this.options.resourceNames()) {
-      if (this.stopped || !this.repairDue(resource)) continue;
-      try {
-        await this.repair(resource);
-      } catch (error) {
-        if (!isMarsError(error)) throw error;
-        this.options.log("error", "split-brain-repair-failed", {
-          resource, reason: error.message,
-        });
-      }
+  private check(resource: string): void {
+    const { map, host } = this.options;
+    const primary = map.get(keys.primary(resource));
+    if (primary === host && map.get(keys.splitBrain(resource, host)) !== undefined) {
+      map.delete(keys.splitBrain(resource, host)); // its history is the one that counts now
+    }
+    if (typeof primary !== "string" || primary === "" || primary === host) return;
+    if (map.get(keys.resourceMember(resource, host)) === undefined) return;
+    const found = this.divergence(resource, primary);
+    if (!found) return;
+    const existing = map.get(keys.splitBrain(resource, host)) as SplitBrainRecord | undefined;
+    if (this.handled.has(found.id)) return;
+    const paused = map.get(keys.todo(resource, host, "sync")) === false;
+    const nowMs = Math.floor(this.options.clock.nowMs());
+    const record: SplitBrainRecord = {
+      ...found.record, detectedMs: existing?.detectedMs ?? nowMs,
+      repairStartedMs: paused ? null : nowMs,
+    };
+    if (JSON.stringify(existing) !== JSON.stringify(record)) {
+      map.set(keys.splitBrain(resource, host), record);
+      this.options.log("error", "split-brain-found", {
+        resource, primary, reason: record.reason, held: paused,
+      });
+    }
+    if (paused) return;
+    this.handled.add(found.id);
+    // The sync's invalidate keeps this host's own logfiles aside (src/roles/set-aside.ts).
+    if (map.get(keys.invalidate(resource, host)) === undefined) {
+      map.set(keys.invalidate(resource, host), nowMs);
     }
   }
 
-  private repairDue(resource: string): boolean {
+  private divergence(resource: string, primary: string) {
     const { map, host } = this.options;
-    const primary = map.get(keys.primary(resource));
-    if (typeof primary !== "string" || primary === "" || primary === host) return false;
-    if (map.get(keys.resourceMember(resource, host)) === undefined) return false;
-    if (map.get(keys.todo(resource, host, "sync")) === false) return false;
-    if (map.get(keys.invalidate(resource, host)) !== undefined) return false;
-    return this.options.fetchStateOf(resource) === "split-brain";
-  }
-
-  private async repair(resource: string): Promise<void> {
-    const { storage, clock, map, host } = this.options;
-    const aside = await setAsideLogfiles(storage, this.options.directoryOf(resource),
-      clock.nowMs());
-    this.options.log("warn", "split-brain-repair", {
-      resource, primary: String(map.get(keys.primary(resource))), keptAside: aside.path,
-      logfiles: aside.moved,
-    });
-    map.set(keys.invalidate(resource, host), Math.floor(clock.nowMs()));
+    const mine = map.get(keys.actual(resource, host)) as ActualView | undefined;
+    const theirs = map.get(keys.actual(resource, primary)) as ActualView | undefined;
+    const report = map.get(keys.replication(resource, primary)) as
+      { logEnd?: LogPosition | null } | undefined;
+    const localEnd = mine?.closedLogEnd ?? null;
+    const splitPoint = theirs?.continuedFrom ?? null;
+    const base = { primary, splitPoint, localEnd, primaryEnd: report?.logEnd ?? null };
+    if (localEnd && splitPoint && comparePositions(localEnd, splitPoint) > 0) {
+      const localBytesAfter = localEnd.sequence === splitPoint.sequence
+        ? localEnd.offsetBytes - splitPoint.offsetBytes : null;
+      const reason = `${host} wrote to ${positionText(localEnd)} as primary; ${primary}'s ` +
+        `history continues from ${positionText(splitPoint)}`;
+      return {
+        id: `${primary}@${positionText(splitPoint)}`,
+        record: { ...base, localBytesAfter, reason },
+      };
+    }
+    const fetcher = this.options.fetcherOf(resource);
+    if (fetcher?.state !== "split-brain") return undefined;
+    return {
+      id: `${primary}:fetch:${fetcher.problem}`,
+      record: { ...base, localBytesAfter: null, reason: fetcher.problem },
+    };
   }
 }

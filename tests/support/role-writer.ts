@@ -61,6 +61,12 @@ export class ContinuousWriter {
     for (const [index, tag] of covered) this.flushed.set(index, tag);
   }
 
+  /** Writes up to block `limitBlocks` (exclusive), then flushes. */
+  async runTo(device: BlockDevice, limitBlocks: number): Promise<void> {
+    this.start(device, limitBlocks);
+    await this.running;
+  }
+
   /** Stops after the write in flight, flushes, and returns the next block it would write. */
   async stop(): Promise<number> {
     this.stopping = true;

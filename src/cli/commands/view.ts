@@ -7,6 +7,8 @@ import { resourceNames } from "../../engine/resources.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
 import { positionText } from "../../log/position.ts";
+import type { SplitBrainRecord } from "../../roles/split-brain-repair.ts";
+import { splitBrainRecords, splitBrainWords } from "../split-brain-view.ts";
 import {
   asReport, lagSeconds, type ReplicationReport,
 } from "../../replication/report.ts";
@@ -28,6 +30,8 @@ export interface ResourceView {
   readonly replication: ReplicationView | null;
   /** Every member's replication state, by host (what each host last published). */
   readonly replicas: Readonly<Record<string, ReplicationView>>;
+  /** Split brains members found against the designated primary, by host (docs/roles.md). */
+  readonly splitBrains: Readonly<Record<string, SplitBrainRecord>>;
 }
 
 /** One host's published replication state with lags in seconds added. */
@@ -77,6 +81,7 @@ export function viewResource(admin: AdminSession, resource: string): ResourceVie
       const item = replicationView(admin.map.get(keys.replication(resource, name)));
       return item ? [[name, item]] : [];
     })),
+    splitBrains: splitBrainRecords((key) => admin.map.get(key), resource, members),
   };
 }
 
@@ -122,6 +127,7 @@ function line(view: ResourceView): string {
     `disk=${view.disk}`, `peers=${connection}`, `flags=${flags(view)}`,
     ...(view.replication ? replicationText(view.replication) : []),
     ...(view.export ? [`export=${view.export}`] : []),
+    ...splitBrainWords(view.splitBrains),
     ...(view.error ? [`error=${JSON.stringify(view.error)}`] : []),
   ].join(" ");
 }
