@@ -106,7 +106,8 @@ export class Engine {
           logDirectory: home.resourceDirectory(resource),
         }), effects.clock, logger);
       const repair = new SplitBrainRepair({
-        map: node.map, host: identity.host, clock: effects.clock,
+        map: node.map, host: identity.host, clock: effects.clock, storage: effects.storage,
+        directoryOf: (resource) => home.resourceDirectory(resource),
         fetcherOf: (resource) => replication.replica(resource)?.fetcher,
         resourceNames: () => resourceNames(node.map),
         log: (level, event, fields) => logger.log(level, event, fields),

@@ -1,8 +1,12 @@
 /** Finds and repairs a replica whose history split from the designated primary's. */
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
-import { comparePositions, positionText, type LogPosition } from "../log/position.ts";
-import type { Clock, TimerHandle } from "../platform/types.ts";
+import { isMarsError } from "../lib/errors.ts";
+import { scanLogfile } from "../log/reader.ts";
+import {
+  comparePositions, parseLogfileName, positionText, type LogPosition,
+} from "../log/position.ts";
+import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
 
 /** How often replicas are looked at for a split brain. */
 export const splitBrainCheckIntervalMs = 500;
@@ -29,6 +33,8 @@ export interface SplitBrainRepairOptions {
   readonly map: MetadataMap;
   readonly host: string;
   readonly clock: Clock;
+  readonly storage: Storage;
+  readonly directoryOf: (resource: string) => string;
   /** The replica's fetch state and problem ("split-brain" once the fetcher saw divergence). */
   readonly fetcherOf: (resource: string) => { state: string; problem: string } | undefined;
   readonly resourceNames: () => string[];
@@ -53,14 +59,15 @@ export class SplitBrainRepair {
   private stopped = false;
   /** Divergences already acted upon (a repair is started once per split). */
   private readonly handled = new Set<string>();
+  /** Per resource: the end of this host's own logfiles, for one designation of a primary. */
+  private readonly ownEnds = new Map<string, { key: string; end: LogPosition | null }>();
 
   constructor(private readonly options: SplitBrainRepairOptions) {}
 
   start(): void {
     if (this.stopped) return;
     this.timer = this.options.clock.setTimer(splitBrainCheckIntervalMs, () => {
-      for (const resource of this.options.resourceNames()) this.check(resource);
-      this.start();
+      void this.checkAll().finally(() => this.start());
     });
   }
 
@@ -69,7 +76,19 @@ export class SplitBrainRepair {
     this.timer?.cancel();
   }
 
-  private check(resource: string): void {
+  private async checkAll(): Promise<void> {
+    for (const resource of this.options.resourceNames()) {
+      if (this.stopped) return;
+      try {
+        await this.check(resource);
+      } catch (error) {
+        if (!isMarsError(error)) throw error;
+        this.options.log("warn", "split-brain-check-failed", { resource, reason: error.message });
+      }
+    }
+  }
+
+  private async check(resource: string): Promise<void> {
     const { map, host } = this.options;
     const primary = map.get(keys.primary(resource));
     if (primary === host && map.get(keys.splitBrain(resource, host)) !== undefined) {
@@ -77,7 +96,7 @@ export class SplitBrainRepair {
     }
     if (typeof primary !== "string" || primary === "" || primary === host) return;
     if (map.get(keys.resourceMember(resource, host)) === undefined) return;
-    const found = this.divergence(resource, primary);
+    const found = await this.divergence(resource, primary);
     if (!found) return;
     const existing = map.get(keys.splitBrain(resource, host)) as SplitBrainRecord | undefined;
     if (this.handled.has(found.id)) return;
@@ -101,14 +120,15 @@ export class SplitBrainRepair {
     }
   }
 
-  private divergence(resource: string, primary: string) {
+  private async divergence(resource: string, primary: string) {
     const { map, host } = this.options;
     const mine = map.get(keys.actual(resource, host)) as ActualView | undefined;
     const theirs = map.get(keys.actual(resource, primary)) as ActualView | undefined;
     const report = map.get(keys.replication(resource, primary)) as
       { logEnd?: LogPosition | null } | undefined;
-    const localEnd = mine?.closedLogEnd ?? null;
     const splitPoint = theirs?.continuedFrom ?? null;
+    const ownEnd = splitPoint ? await this.ownEnd(resource, primary, splitPoint) : null;
+    const localEnd = ownEnd ?? mine?.closedLogEnd ?? null;
     const base = { primary, splitPoint, localEnd, primaryEnd: report?.logEnd ?? null };
     if (localEnd && splitPoint && comparePositions(localEnd, splitPoint) > 0) {
       const localBytesAfter = localEnd.sequence === splitPoint.sequence
@@ -126,5 +146,27 @@ export class SplitBrainRepair {
       id: `${primary}:fetch:${fetcher.problem}`,
       record: { ...base, localBytesAfter: null, reason: fetcher.problem },
     };
+  }
+
+  /**
+   * Where this host's own logfiles (written while it was primary) end: a crashed former primary
+   * knows it only from its files. Scanned once per designation of a primary.
+   */
+  private async ownEnd(resource: string, primary: string, splitPoint: LogPosition) {
+    const key = `${primary}@${positionText(splitPoint)}`;
+    const cached = this.ownEnds.get(resource);
+    if (cached?.key === key) return cached.end;
+    const directory = this.options.directoryOf(resource);
+    const own = (await this.options.storage.files.list(directory))
+      .map((name) => ({ name, parsed: parseLogfileName(name) }))
+      .filter((entry) => entry.parsed?.origin === this.options.host)
+      .sort((left, right) => right.parsed!.sequence - left.parsed!.sequence)[0];
+    let end: LogPosition | null = null;
+    if (own) {
+      const scan = await scanLogfile(this.options.storage, `${directory}/${own.name}`);
+      end = { sequence: scan.header.sequence, offsetBytes: scan.endOffset };
+    }
+    this.ownEnds.set(resource, { key, end });
+    return end;
   }
 }

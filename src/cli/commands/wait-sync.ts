@@ -54,6 +54,7 @@ export const waitSync = defineCommand({
         const reports = new Map<string, ReplicationReport | undefined>();
         for (const entry of state.entries) {
           if (entry.key.includes("/replication/")) reports.set(entry.key, asReport(entry.value));
+          if (entry.key.includes("/split-brain/")) heldSplits.set(entry.key, entry.value);
         }
         const pending = judge(waited, reports, printer);
         if (pending.length === 0) {
@@ -98,6 +99,9 @@ async function targets(admin: AdminSession, names: string[], all: boolean): Prom
   return waited;
 }
 
+/** Split brains found and held (pause-sync) by members: wait-sync ends with exit 5. */
+const heldSplits = new Map<string, unknown>();
+
 /** Since when each replica has shown its current terminal state. */
 const terminalSince = new Map<string, { code: string; sinceMs: number }>();
 
@@ -110,7 +114,10 @@ function judge(
     const report = reports.get(keys.replication(item.resource, item.host));
     printer.observe(item, report);
     const id = `${item.resource}@${item.host}`;
-    const code = report ? terminalCode(report) : undefined;
+    const held = heldSplits.get(keys.splitBrain(item.resource, item.host)) as
+      { repairStartedMs?: number | null; reason?: string } | undefined;
+    const code = (report ? terminalCode(report) : undefined) ??
+      (held && held.repairStartedMs === null ? "split-brain" as const : undefined);
     const seen = terminalSince.get(id);
     if (!code) terminalSince.delete(id);
     else if (seen?.code !== code) terminalSince.set(id, { code, sinceMs: Date.now() });
@@ -118,7 +125,7 @@ function judge(
       if (Date.now() - terminalSince.get(id)!.sinceMs >= terminalGraceMs) {
         printer.finish();
         throw new MarsError(code, `${item.resource} on ${item.host}: ${report.status}` +
-          (report.problem ? `: ${report.problem}` : ""));
+          (report.problem ? `: ${report.problem}` : held?.reason ? `: ${held.reason}` : ""));
       }
     }
     if (!report || !replicaReached(report, item.target)) pending.push(item);
