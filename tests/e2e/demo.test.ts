@@ -10,7 +10,8 @@ test("mars demo builds a three-host cluster, verifies equal disks and cleans up"
   expect(result.stderr).toBe("");
   expect(result.exitCode).toBe(0);
   expect(result.stdout).toContain("every replica equals the primary");
-  for (const step of ["cluster", "resource", "write", "sync", "verify"]) {
+  for (const step of ["cluster", "resource", "write", "sync", "verify", "handover", "failover",
+    "detect", "repair", "equal"]) {
     expect(result.stdout).toMatch(new RegExp(`^ *\\d+\\. ${step} `, "m"));
   }
   const left = readdirSync(tmpdir()).filter((name) =>

@@ -106,14 +106,16 @@ test("failover after kill -9: the new primary writes, the old one returns, steps
   const winner = new ContinuousWriter(150, 3, 4);
   await winner.runTo(device, 400);
   await alpha!.start();
-  await eventually(async () => (await statusOf(alpha!)) === "split-brain", 20_000);
+  await eventually(async () =>
+    (await viewJson(alpha!)).resources[0]?.splitBrains?.alpha !== undefined, 20_000);
   const view = await alpha!.mars("view", resource);
   expect(view.stdout).toContain("split-brain@alpha=");
   console.log(view.stdout.trim());
   const waited = await alpha!.mars("wait-sync", resource, "--timeout", "10");
   expect(waited.exitCode).toBe(5);
   ok("resume-sync", await alpha!.mars("resume-sync", resource));
-  await eventually(async () => (await statusOf(alpha!)) !== "split-brain", 20_000);
+  await eventually(async () => (await statusOf(alpha!)) !== "split-brain" &&
+    (await viewJson(alpha!)).resources[0].splitBrains.alpha.repairStartedMs !== null, 20_000);
   await eventually(async () => (await alpha!.mars("wait-sync", resource, "--timeout", "5"))
     .exitCode === 0, 60_000);
   ok("wait-sync --all", await beta!.mars("wait-sync", "--all", "--timeout", "60"));

@@ -80,6 +80,11 @@ export class DemoHost {
     return code;
   }
 
+  /** What the current engine wrote to stderr (its log). */
+  log(): string {
+    return this.engine?.stderrText() ?? "";
+  }
+
   get running(): boolean {
     return this.engine?.running ?? false;
   }

@@ -1,16 +1,12 @@
 /** `mars demo`'s story: a three-host cluster on this machine, replicated, verified, cleaned up. */
-import { assert } from "../../lib/assert.ts";
-import { MarsError } from "../../lib/errors.ts";
-import type { BlockDevice } from "../../block/types.ts";
-import { connectNbdDevice } from "../../nbd/client.ts";
 import {
   freeLoopbackPort, makeScratchDirectory, removeScratchDirectory,
 } from "../../platform/child-process.ts";
-import { sha256OfFile, sha256TextHasher } from "../../platform/file-digest.ts";
-import { systemFiles } from "../../platform/files.ts";
-import { bunNetwork } from "../../platform/network.ts";
-import { secureRandomBytes } from "../../platform/random.ts";
+import {
+  openExport, resource, sleep, sparseDisk, waitFor, writeRandomChunks,
+} from "./device.ts";
 import { DemoHost } from "./host.ts";
+import { detect, failover, handover, repair, verifyAll } from "./roles.ts";
 
 export interface DemoOptions {
   readonly sizeBytes: number;
@@ -19,13 +15,6 @@ export interface DemoOptions {
   readonly keep: boolean;
   readonly print: (line: string) => void;
 }
-
-/** Size of each demo write; also the granularity of the verification reads. */
-const writeChunkBytes = 64 * 1024;
-const resource = "demo";
-
-export const sleep = (milliseconds: number) =>
-  new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
 
 export async function runDemo(options: DemoOptions): Promise<void> {
   const root = makeScratchDirectory("mars-demo-");
@@ -38,7 +27,13 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await story.step("resource", () => createResource(hosts, options.sizeBytes));
     await story.step("write", () => writeAndWatch(hosts, options.writeBytes));
     await story.step("sync", () => waitSync(hosts[0]!));
-    await story.step("verify", () => verifyEqual(hosts));
+    await story.step("verify", () => verifyAll(hosts[0]!, hosts));
+    const [alpha, beta, gamma] = hosts as [DemoHost, DemoHost, DemoHost];
+    await story.step("handover", () => handover(alpha, beta));
+    await story.step("failover", () => failover(beta, gamma, [alpha]));
+    await story.step("detect", () => detect(beta));
+    await story.step("repair", () => repair(beta, gamma));
+    await story.step("equal", () => verifyAll(gamma, hosts));
     options.print(`demo finished in ${story.elapsedSeconds()} s: every replica equals the primary`);
   } finally {
     const stopStartedMs = performance.now();
@@ -129,70 +124,8 @@ async function writeAndWatch(hosts: readonly DemoHost[], writeBytes: number): Pr
     `${(lagBytesMax / 1024).toFixed(0)} KiB meanwhile`;
 }
 
-async function writeRandomChunks(device: BlockDevice, writeBytes: number): Promise<void> {
-  const chunkCount = Math.floor(device.sizeBytes / writeChunkBytes);
-  assert(chunkCount > 0, "the demo device holds at least one chunk");
-  const index = new Uint8Array(4);
-  const indexView = new DataView(index.buffer);
-  for (let written = 0; written < writeBytes; written += writeChunkBytes) {
-    const data = secureRandomBytes(new Uint8Array(writeChunkBytes));
-    secureRandomBytes(index);
-    const chunk = indexView.getUint32(0, true) % chunkCount;
-    await device.write(chunk * writeChunkBytes, data, { fua: false });
-  }
-}
-
 async function waitSync(primary: DemoHost): Promise<string> {
   const result = await primary.mars("wait-sync", resource, "--all", "--timeout", "60");
   const last = result.stdout.trim().split("\n").at(-1) ?? "";
   return `wait-sync --all: ${last || "replicas in sync"}`;
-}
-
-/** The primary's device view (read through NBD) must equal every secondary's backing disk. */
-async function verifyEqual(hosts: readonly DemoHost[]): Promise<string> {
-  const [primary, ...secondaries] = hosts as [DemoHost, ...DemoHost[]];
-  const device = await openExport(primary);
-  const hasher = sha256TextHasher();
-  try {
-    const buffer = new Uint8Array(writeChunkBytes * 16);
-    for (let offset = 0; offset < device.sizeBytes; offset += buffer.length) {
-      const piece = buffer.subarray(0, Math.min(buffer.length, device.sizeBytes - offset));
-      await device.read(offset, piece);
-      hasher.update(piece);
-    }
-  } finally {
-    await device.close();
-  }
-  const expected = hasher.hex();
-  for (const host of secondaries) {
-    const actual = await sha256OfFile(host.disk);
-    if (actual !== expected) {
-      throw new MarsError("engine", `${host.name}'s disk differs from ${primary.name}'s device`);
-    }
-  }
-  return `sha256 ${expected.slice(0, 16)}… on ${hosts.map((host) => host.name).join(", ")}`;
-}
-
-async function openExport(host: DemoHost): Promise<BlockDevice> {
-  const exported = (await host.view()).resources[0]?.export ?? "";
-  const socket = /socket=([^&]+)/.exec(exported)?.[1];
-  if (!socket) throw new MarsError("engine", `${host.name} does not export '${resource}'`);
-  return connectNbdDevice((handlers) =>
-    bunNetwork.connect({ kind: "unix", path: decodeURIComponent(socket) }, handlers));
-}
-
-async function sparseDisk(path: string, sizeBytes: number): Promise<void> {
-  const fd = await systemFiles.open(path, { create: true });
-  try {
-    await systemFiles.truncate(fd, sizeBytes);
-  } finally {
-    await systemFiles.close(fd);
-  }
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string) {
-  for (let waitedMs = 0; !(await condition()); waitedMs += 100) {
-    if (waitedMs > timeoutMs) throw new MarsError("timeout", `timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
