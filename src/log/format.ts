@@ -164,35 +164,67 @@ function takeName(bytes: Uint8Array, offset: number): string | undefined {
 export function encodeRecord(
   input: RecordInput, placement: RecordPlacement, codec: Codec = "none",
 ): Uint8Array {
+  const stored = storedPayloadOf(input, codec);
+  const bytes = new Uint8Array(recordHeaderBytes + stored.data.length);
+  writeRecord(input, placement, stored, bytes);
+  return bytes;
+}
+
+/**
+ * Encodes one record into `target` at `targetOffset` (the log writer's batch buffer, so a
+ * record is copied once); returns its length, at most `recordHeaderBytes` + payload length.
+ */
+export function encodeRecordInto(
+  input: RecordInput, placement: RecordPlacement, codec: Codec,
+  target: Uint8Array, targetOffset: number,
+): number {
+  const stored = storedPayloadOf(input, codec);
+  const recordBytes = recordHeaderBytes + stored.data.length;
+  assert(targetOffset + recordBytes <= target.length, "the record fits its target");
+  writeRecord(input, placement, stored, target.subarray(targetOffset, targetOffset + recordBytes));
+  return recordBytes;
+}
+
+interface StoredPayload {
+  readonly data: Uint8Array;
+  readonly codec: Codec;
+}
+
+function storedPayloadOf(input: RecordInput, codec: Codec): StoredPayload {
   const payload = input.payload ?? new Uint8Array(0);
   assertRecordInput(input, payload);
-  assert(placement.batchStartOffset <= placement.fileOffset, "a batch starts before its records");
-  assert(placement.batchStartOffset >= logfileHeaderBytes, "records follow the logfile header");
-  let stored = payload;
-  let storedCodec: Codec = "none";
   if (codec === "zstd" && payload.length > 0) {
     const compressed = zstdCompress(payload);
-    if (compressed.length < payload.length) [stored, storedCodec] = [compressed, "zstd"];
+    if (compressed.length < payload.length) return { data: compressed, codec: "zstd" };
   }
-  const bytes = new Uint8Array(recordHeaderBytes + stored.length);
-  const view = new DataView(bytes.buffer);
+  return { data: payload, codec: "none" };
+}
+
+/** Header then stored payload into `bytes` (exactly the record's length). */
+function writeRecord(
+  input: RecordInput, placement: RecordPlacement, stored: StoredPayload, bytes: Uint8Array,
+): void {
+  assert(placement.batchStartOffset <= placement.fileOffset, "a batch starts before its records");
+  assert(placement.batchStartOffset >= logfileHeaderBytes, "records follow the logfile header");
+  assert(bytes.length === recordHeaderBytes + stored.data.length, "record bytes fit exactly");
+  const payload = input.payload ?? new Uint8Array(0);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, recordHeaderBytes);
   view.setUint32(0, recordMagic, true);
   view.setUint8(4, kindCodes[input.kind]);
-  view.setUint8(5, codecs.indexOf(storedCodec));
+  view.setUint8(5, codecs.indexOf(stored.codec));
   view.setUint16(6, 0, true);
   setU64(view, 8, input.sequence);
   setU64(view, 16, input.stamp);
   setU64(view, 24, input.deviceOffset);
   setU64(view, 32, input.lengthBytes);
-  view.setUint32(40, stored.length, true);
+  view.setUint32(40, stored.data.length, true);
   // A compressed stream can change without changing what it decodes to: check it as stored.
-  view.setUint32(44, storedCodec === "none" ? 0 : crc32(stored), true);
+  view.setUint32(44, stored.codec === "none" ? 0 : crc32(stored.data), true);
   view.setBigUint64(48, xxHash3(payload), true);
   setU64(view, 56, placement.fileOffset);
   setU64(view, 64, placement.batchStartOffset);
   view.setBigUint64(72, headerChecksum(bytes, placement.logfileSequence), true);
-  bytes.set(stored, recordHeaderBytes);
-  return bytes;
+  bytes.set(stored.data, recordHeaderBytes);
 }
 
 function assertRecordInput(input: RecordInput, payload: Uint8Array): void {

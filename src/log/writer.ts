@@ -4,7 +4,7 @@ import { MarsError } from "../lib/errors.ts";
 import { sha256Incremental, type IncrementalDigest } from "../platform/hash.ts";
 import type { Clock, IoOperation, Storage, TimerHandle } from "../platform/types.ts";
 import {
-  encodeLogfileHeader, encodeRecord, logfileHeaderBytes, recordHeaderBytes, type Codec,
+  encodeLogfileHeader, encodeRecordInto, logfileHeaderBytes, recordHeaderBytes, type Codec,
   type RecordInput,
 } from "./format.ts";
 import { chainDigest, logfileName, type LogPosition } from "./position.ts";
@@ -48,6 +48,11 @@ export const preallocateWriteBytesMax = 1024 * 1024;
 const zeroes = new Uint8Array(preallocateWriteBytesMax);
 /** Callers waiting for durability at once. */
 export const durableWaitersMax = 65536;
+/**
+ * Batch buffers (`batchBytesMax` each) kept for reuse once their batch is durable; more are
+ * allocated while many sealed batches wait, and dropped afterwards.
+ */
+export const batchBuffersSpareMax = 2;
 
 export interface LogWriterOptions {
   readonly storage: Storage;
@@ -96,8 +101,10 @@ interface OpenLogfile {
 interface Batch {
   readonly file: OpenLogfile;
   readonly startOffset: number;
-  readonly parts: Uint8Array[];
+  /** Records are encoded straight into it (one copy per record); `bytes` of it are used. */
+  readonly buffer: Uint8Array;
   bytes: number;
+  recordCount: number;
   lastSequence: number;
 }
 
@@ -120,6 +127,7 @@ export class LogWriter {
   private timer: TimerHandle | undefined;
   private waiters: Array<{ sequence: number; resolve: () => void; reject: (e: Error) => void }> =
     [];
+  private readonly spareBuffers: Uint8Array[] = [];
   private appendedSequenceValue: number;
   private durableSequenceValue: number;
   private unsyncedBytes = 0;
@@ -187,17 +195,18 @@ export class LogWriter {
     const batch = this.openBatch(recordBytes);
     const file = this.file;
     const start = { sequence: file.sequence, offsetBytes: file.sizeBytes };
-    const encoded = encodeRecord({ ...input, sequence, stamp }, {
+    const encodedBytes = encodeRecordInto({ ...input, sequence, stamp }, {
       logfileSequence: file.sequence, fileOffset: file.sizeBytes,
       batchStartOffset: batch.startOffset,
-    }, this.options.codec ?? "none");
-    batch.parts.push(encoded);
-    batch.bytes += encoded.length;
+    }, this.options.codec ?? "none", batch.buffer, batch.bytes);
+    assert(encodedBytes <= recordBytes, "a record is never longer than header and payload");
+    file.digest.update(batch.buffer.subarray(batch.bytes, batch.bytes + encodedBytes));
+    batch.bytes += encodedBytes;
+    batch.recordCount++;
     batch.lastSequence = sequence;
-    file.digest.update(encoded);
-    file.sizeBytes += encoded.length;
+    file.sizeBytes += encodedBytes;
     file.recordCount++;
-    this.unsyncedBytes += encoded.length;
+    this.unsyncedBytes += encodedBytes;
     assert(this.unsyncedBytes <= this.limits.unsyncedBytesMax, "unsynced log within its limit");
     this.appendedSequenceValue = sequence;
     this.schedule();
@@ -213,8 +222,13 @@ export class LogWriter {
     const promise = new Promise<void>((resolve, reject) => {
       this.waiters.push({ sequence, resolve, reject });
     });
+    // Group commit: while a batch is being committed, the open one keeps filling; the commit
+    // loop seals it as soon as the disk is free (drainWork), so waiters share one fdatasync.
     const pending = this.pending;
-    if (pending && sequence > pending.lastSequence - pending.parts.length) this.sealPending();
+    if (pending && sequence > pending.lastSequence - pending.recordCount &&
+        this.running === undefined) {
+      this.sealPending();
+    }
     void this.pump();
     return promise;
   }
@@ -297,13 +311,28 @@ export class LogWriter {
   private openBatch(recordBytes: number): Batch {
     const full = this.pending !== undefined && (
       this.pending.bytes + recordBytes > this.limits.batchBytesMax ||
-      this.pending.parts.length >= this.limits.batchRecordsMax);
+      this.pending.recordCount >= this.limits.batchRecordsMax);
     if (full) this.sealPending();
     this.pending ??= {
-      file: this.file, startOffset: this.file.sizeBytes, parts: [], bytes: 0, lastSequence: 0,
+      file: this.file, startOffset: this.file.sizeBytes, buffer: this.takeBuffer(recordBytes),
+      bytes: 0, recordCount: 0, lastSequence: 0,
     };
     assert(this.pending.file === this.file, "a batch belongs to one logfile");
+    assert(this.pending.bytes + recordBytes <= this.pending.buffer.length, "the record fits");
     return this.pending;
+  }
+
+  /** A batch buffer: a spare one, a new one, or (for a record above the batch size) its own. */
+  private takeBuffer(recordBytes: number): Uint8Array {
+    const standardBytes = this.limits.batchBytesMax;
+    if (recordBytes > standardBytes) return new Uint8Array(recordBytes);
+    return this.spareBuffers.pop() ?? new Uint8Array(standardBytes);
+  }
+
+  /** A durable batch's buffer may be reused: nothing refers to it any more. */
+  private returnBuffer(buffer: Uint8Array): void {
+    if (buffer.length !== this.limits.batchBytesMax) return;
+    if (this.spareBuffers.length < batchBuffersSpareMax) this.spareBuffers.push(buffer);
   }
 
   private sealPending(): void {
@@ -334,6 +363,7 @@ export class LogWriter {
   private pump(): Promise<void> {
     this.running ??= this.drainWork().finally(() => {
       this.running = undefined;
+      if (this.waiters.length > 0 && !this.failure) this.sealPending();
       if (this.work.length > 0 && !this.failure) void this.pump();
       else if (this.pending !== undefined && this.timer === undefined) this.armTimer();
     });
@@ -400,9 +430,9 @@ export class LogWriter {
 
   private async commitBatch(batch: Batch): Promise<void> {
     assert(batch.file.fd >= 0, "a batch goes to an open logfile");
-    assert(batch.lastSequence === this.durableSequenceValue + batch.parts.length,
+    assert(batch.lastSequence === this.durableSequenceValue + batch.recordCount,
       "batches commit in sequence order");
-    const buffer = concatenate(batch.parts, batch.bytes);
+    const buffer = batch.buffer.subarray(0, batch.bytes);
     await this.submit(batch.file, [
       ...this.preallocate(batch.file, batch.startOffset + batch.bytes),
       { kind: "write", fd: batch.file.fd, offset: batch.startOffset, buffer },
@@ -414,6 +444,7 @@ export class LogWriter {
     this.durableEndValue = {
       sequence: batch.file.sequence, offsetBytes: batch.startOffset + batch.bytes,
     };
+    this.returnBuffer(batch.buffer);
     this.releaseWaiters();
     this.onDurable(batch.lastSequence);
   }
@@ -446,16 +477,4 @@ export class LogWriter {
     this.waiters = [];
     this.timer?.cancel();
   }
-}
-
-function concatenate(parts: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const buffer = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const part of parts) {
-    buffer.set(part, offset);
-    offset += part.length;
-  }
-  assert(offset === totalBytes, "batch bytes add up");
-  return buffer;
 }
