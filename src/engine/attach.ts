@@ -2,6 +2,7 @@
 import { MarsError } from "../lib/errors.ts";
 import { openFileDevice } from "../block/file.ts";
 import type { BlockDevice } from "../block/types.ts";
+import type { PayloadBuffers } from "../nbd/payload-buffers.ts";
 import { NbdServer } from "../nbd/server.ts";
 import type { Clock, FileLocks, Network, Storage } from "../platform/types.ts";
 import type { LogPosition } from "../log/position.ts";
@@ -66,6 +67,11 @@ export interface AttacherEffects {
   readonly storage: Storage;
   readonly locks: FileLocks;
   readonly network: Network;
+  /**
+   * Where NBD payloads and read replies live; `mars run` passes memory the io engine uses as
+   * is (no bounce copy), like `mars serve`. Without it, the heap.
+   */
+  readonly payloadBuffers?: PayloadBuffers;
 }
 
 /** Checks that `disk` exists, is large enough and is not in use, and claims it. */
@@ -105,7 +111,10 @@ async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
     throw error;
   });
   const device = new EmergencyDevice(translog, direct);
-  const server = new NbdServer({ exports: [{ name: spec.resource, device }] });
+  const server = new NbdServer({
+    exports: [{ name: spec.resource, device }],
+    ...(effects.payloadBuffers ? { buffers: effects.payloadBuffers } : {}),
+  });
   try {
     await effects.storage.files.remove(spec.socketPath);
     const listener = await effects.network.listen(

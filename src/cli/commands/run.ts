@@ -8,6 +8,7 @@ import { defaultTiming } from "../../engine/cluster-node.ts";
 import { Engine } from "../../engine/engine.ts";
 import { lineLogger, type LogFormat } from "../../engine/logger.ts";
 import { notifySystemd, restrictToOwner } from "../../platform/sd-notify.ts";
+import { createPayloadPool } from "../../platform/payload-pool.ts";
 import { Home, homeFiles } from "../../store/home.ts";
 import { peerNetwork, tlsArgs, tlsFilesOf } from "../tls-args.ts";
 import { realEffects } from "../effects.ts";
@@ -76,7 +77,10 @@ export default defineCommand({
       : undefined;
     const engine = await Engine.start({
       homePath: options.home, effects, logger, lifetime: lifetimeSettings(args),
-      attacher: directAttacher(kernel ? { ...effects, kernel } : effects),
+      // One pool for every export of this process: it lives as long as the process.
+      attacher: directAttacher({
+        ...effects, payloadBuffers: createPayloadPool(), ...(kernel ? { kernel } : {}),
+      }),
       timing: { ...defaultTiming, tombstoneRetentionMs: Math.round(retention * 1000) },
     });
     restrictToOwner(engine.home.file(homeFiles.control));
