@@ -63,7 +63,8 @@ function cluster(continuedFrom: LogPosition) {
 }
 
 test("a former primary whose own logfiles end past where the primary's log continues is in " +
-  "split brain: shown, held by pause-sync, then invalidated once; an equal end is not", async () => {
+  "split brain: shown, held by pause-sync, then invalidated once; an equal end is not",
+async () => {
   const storage = new SimulatedStorage(seededRandom(11));
   const clock = new SimulatedClock();
   const ends = await ownLog(storage, clock, 4);
