@@ -88,7 +88,9 @@ export function decideRetention(
   }
   const deletable: number[] = [];
   for (const file of logfiles.slice(0, -1)) {
-    if (!holders.every((position) => passed(position, file))) break;
+    // A holder exactly at a logfile's end still resumes its fetch there (a former primary
+    // after a handover has no later copy yet): the logfile goes once it is in a later one.
+    if (!holders.every((position) => position.sequence > file.sequence)) break;
     deletable.push(file.sequence);
   }
   return { deletable, dropped };

@@ -22,7 +22,9 @@ describe("retention", () => {
     const members = [
       { host: "a", position: at(3, 500) }, { host: "b", position: at(2, 1000) },
     ];
-    expect(decideRetention(files, members, 3 * hour).deletable).toEqual([1, 2]);
+    expect(decideRetention(files, members, 3 * hour).deletable).toEqual([1]);
+    const ahead = [{ host: "a", position: at(3, 500) }, { host: "b", position: at(3, 256) }];
+    expect(decideRetention(files, ahead, 3 * hour).deletable).toEqual([1, 2]);
     const behind = [...members, { host: "c", position: at(2, 10) }];
     expect(decideRetention(files, behind, 3 * hour).deletable).toEqual([1]);
     expect(decideRetention(files, [], 3 * hour).deletable).toEqual([1, 2]);
@@ -76,9 +78,7 @@ describe("retention", () => {
           expect(sequence).toBeLessThan(logfiles.length);
           for (const item of positions) {
             if (item) expect(item.sequence).toBeGreaterThanOrEqual(sequence);
-            if (item?.sequence === sequence) {
-              expect(item.offsetBytes).toBeGreaterThanOrEqual(lengths[sequence - 1]!);
-            }
+            if (item) expect(item.sequence).toBeGreaterThan(sequence);
           }
         }
       },
