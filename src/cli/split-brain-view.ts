@@ -31,3 +31,20 @@ export function splitBrainWords(records: Readonly<Record<string, SplitBrainRecor
       record.reason)}`;
   });
 }
+
+/** What `invalidate --dry-run` says a resync of `host` (a split brain's repair) would move. */
+export function repairPlan(get: Lookup, resource: string, host: string): string {
+  const sizeBytes = Number(get(keys.size(resource)) ?? 0);
+  const primary = get(keys.primary(resource));
+  const source = typeof primary === "string" && primary !== "" ? primary : "(no primary)";
+  const head = `${resource}: full fast sync from ${source}: compares ${sizeBytes} bytes ` +
+    "block by block and transfers only the blocks that differ";
+  const record = splitBrainRecords(get, resource, [host])[host];
+  if (!record) return `${head}; no split brain is known on ${host}`;
+  const split = record.splitPoint;
+  const theirs = split && record.primaryEnd && split.sequence === record.primaryEnd.sequence
+    ? `${record.primaryEnd.offsetBytes - split.offsetBytes} bytes` : "unknown";
+  return `${head}: at most the blocks both sides wrote after the split at ` +
+    `${split ? positionText(split) : "?"} (${host}: ${record.localBytesAfter ?? "unknown"} ` +
+    `bytes of log, ${record.primary}: ${theirs}); ${host}'s own logfiles are kept aside`;
+}

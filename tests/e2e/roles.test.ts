@@ -69,6 +69,10 @@ test("handover ring alpha→beta→gamma→alpha under a continuous writer: no f
     expect(await missingBlocks(device, writer.flushed)).toEqual([]);
   }
   await device.close();
+  // A handover needs no full sync anywhere (the old primary's last logfile stays available).
+  for (const engine of [alpha!, beta!, gamma!]) {
+    expect(engine.log()).not.toContain("replica-log-gone");
+  }
   console.log(`handover ring: ${writer.written} writes, ${writer.flushed.size} flushed, none lost`);
   expect(writer.flushed.size).toBeGreaterThan(50);
   ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
@@ -113,6 +117,9 @@ test("failover after kill -9: the new primary writes, the old one returns, steps
   console.log(view.stdout.trim());
   const waited = await alpha!.mars("wait-sync", resource, "--timeout", "10");
   expect(waited.exitCode).toBe(5);
+  const plan = ok("invalidate --dry-run", await alpha!.mars("invalidate", resource, "--dry-run"));
+  expect(plan.stdout).toContain("after the split at");
+  console.log(plan.stdout.trim());
   ok("resume-sync", await alpha!.mars("resume-sync", resource));
   await eventually(async () => (await statusOf(alpha!)) !== "split-brain" &&
     (await viewJson(alpha!)).resources[0].splitBrains.alpha.repairStartedMs !== null, 20_000);

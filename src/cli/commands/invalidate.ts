@@ -5,6 +5,7 @@ import type { KeyWrite } from "../../engine/control.ts";
 import { MarsError } from "../../lib/errors.ts";
 import { engineDownNote, withAdmin } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
+import { repairPlan } from "../split-brain-view.ts";
 
 export const invalidate = defineCommand({
   meta: {
@@ -14,6 +15,8 @@ export const invalidate = defineCommand({
   args: {
     resource: { type: "positional", required: true, valueHint: "RES",
       description: "Resource, comma list or 'all'" },
+    "dry-run": { type: "boolean",
+      description: "Say what the resync (a split brain's repair) would move; change nothing" },
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
@@ -27,9 +30,14 @@ export const invalidate = defineCommand({
           throw new MarsError("refused", `${admin.host} is the primary of ${resource}: ` +
             "its device is the source of truth (make another host primary first)");
         }
+        if (args["dry-run"]) {
+          console.log(repairPlan(admin.map.get.bind(admin.map), resource, admin.host));
+          continue;
+        }
         writes.push({ key: keys.invalidate(resource, admin.host),
           value: Math.floor(admin.effects.clock.nowMs()) });
       }
+      if (args["dry-run"]) return;
       await admin.write(writes);
       console.log(`invalidate ${args.resource}: this replica is discarded; a full sync follows ` +
         "(mars view shows its progress, mars wait-sync waits for it)");

@@ -132,8 +132,10 @@ async function phase2FetchAll(step: Step, closedEnd: LogPosition): Promise<void>
   await waitFor(admin, step.deadlineMs,
     `${admin.host} to fetch ${resource} up to ${positionText(closedEnd)}`, (view) => {
       const report = view.report(resource, admin.host);
+      // Synced at phase 0: a full sync starting now (its log gone at the source) cannot
+      // finish while nobody exports, so the handover stops (and the old primary exports again).
       const problem = replicaProblem(resource, admin.host, report);
-      if (problem && problem.code !== "refused") throw problem;
+      if (problem) throw problem;
       const fetched = report?.fetched;
       return fetched && comparePositions(fetched, closedEnd) >= 0 ? true : undefined;
     });
