@@ -75,7 +75,15 @@ test("handover ring alpha→beta→gamma→alpha under a continuous writer: no f
   }
   console.log(`handover ring: ${writer.written} writes, ${writer.flushed.size} flushed, none lost`);
   expect(writer.flushed.size).toBeGreaterThan(50);
+  // secondary: nobody exports; primary elsewhere then checks it has all of the last log.
   ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  ok("secondary", await alpha!.mars("secondary", resource, "--timeout", "30"));
+  expect((await viewJson(alpha!)).resources[0].primary).toBeNull();
+  ok("primary after secondary", await beta!.mars("primary", resource, "--timeout", "30"));
+  device = await openExport(beta!, resource);
+  expect(await missingBlocks(device, writer.flushed)).toEqual([]);
+  await device.close();
+  ok("wait-sync", await beta!.mars("wait-sync", "--all", "--timeout", "60"));
   for (const engine of [alpha!, beta!, gamma!]) expect(await engine.stop()).toBe(0);
   const digests = await diskDigests(cluster);
   expect(digests.beta).toBe(digests.alpha!);

@@ -102,9 +102,10 @@ function openConnections(view: RoleView, resource: string, host: string): number
 /** Phase 0: preconditions; each refusal says which one failed. */
 function phase0Check(step: Step & { readonly waitClosed: boolean }, view: RoleView, old: string) {
   const { admin, resource } = step;
-  const problem = replicaProblem(resource, admin.host, view.report(resource, admin.host));
+  const report = view.report(resource, admin.host);
+  const problem = replicaProblem(resource, admin.host, report);
   if (problem) throw problem;
-  if (old === "") return;
+  if (old === "") return checkLastPrimary(step, view, report?.fetched ?? null);
   if (!view.alive(old)) {
     throw new MarsError("refused", `${resource}: the primary ${old} is unreachable; a planned ` +
       "handover needs it (mars primary --force for a failover)");
@@ -113,6 +114,24 @@ function phase0Check(step: Step & { readonly waitClosed: boolean }, view: RoleVi
   if (connections > 0 && !step.waitClosed) {
     throw new MarsError("refused", `${resource}: the device is still open on ${old} ` +
       `(${connections} connection(s)): close it there first, or use --wait-closed`);
+  }
+}
+
+/**
+ * Without a designated primary nobody serves the log: this host must already have all of what
+ * the last primary wrote (its published `closedLogEnd`), or nothing would bring it here.
+ */
+function checkLastPrimary(step: Step, view: RoleView, fetched: LogPosition | null): void {
+  const { admin, resource } = step;
+  for (const host of admin.membersOf(resource)) {
+    const closed = view.actual(resource, host)?.closedLogEnd;
+    if (host === admin.host || !closed) continue;
+    if (!fetched || comparePositions(fetched, closed) < 0) {
+      throw new MarsError("refused", `${resource}: ${host}'s log ends at ` +
+        `${positionText(closed)} but ${admin.host} has ` +
+        `${fetched ? positionText(fetched) : "none"}: make ${host} primary again ` +
+        "(mars primary there), or mars primary --force here");
+    }
   }
 }
 
