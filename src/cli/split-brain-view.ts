@@ -23,7 +23,10 @@ export function splitBrainRecords(
 export function splitBrainWords(records: Readonly<Record<string, SplitBrainRecord>>): string[] {
   return Object.entries(records).map(([host, record]) => {
     const at = record.splitPoint ? positionText(record.splitPoint) : "?";
-    const mine = record.localBytesAfter === null ? "" : `,${host}-wrote=${record.localBytesAfter}B`;
+    const records = record.localRecordsAfter === null || record.localRecordsAfter === undefined
+      ? "" : `/${record.localRecordsAfter}records`;
+    const mine = record.localBytesAfter === null ? ""
+      : `,${host}-wrote=${record.localBytesAfter}B${records}`;
     const theirs = record.primaryEnd ? `,${record.primary}-log=${positionText(record.primaryEnd)}`
       : "";
     const state = record.repairStartedMs === null ? "held" : "repairing";

@@ -2,6 +2,7 @@
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import { isMarsError } from "../lib/errors.ts";
+import { logfileHeaderBytes } from "../log/format.ts";
 import { scanLogfile } from "../log/reader.ts";
 import {
   comparePositions, parseLogfileName, positionText, type LogPosition,
@@ -19,8 +20,9 @@ export interface SplitBrainRecord {
   readonly splitPoint: LogPosition | null;
   /** Where this host's own log ended when it stepped down (null: not known here). */
   readonly localEnd: LogPosition | null;
-  /** Log bytes this host wrote after the split point (null when not in one logfile). */
+  /** Log bytes and records this host wrote after the split point (null: not known here). */
   readonly localBytesAfter: number | null;
+  readonly localRecordsAfter: number | null;
   /** The primary's log end as it last reported it. */
   readonly primaryEnd: LogPosition | null;
   readonly reason: string;
@@ -60,7 +62,7 @@ export class SplitBrainRepair {
   /** Divergences already acted upon (a repair is started once per split). */
   private readonly handled = new Set<string>();
   /** Per resource: the end of this host's own logfiles, for one designation of a primary. */
-  private readonly ownEnds = new Map<string, { key: string; end: LogPosition | null }>();
+  private readonly ownEnds = new Map<string, { key: string; own: OwnWrites | undefined }>();
 
   constructor(private readonly options: SplitBrainRepairOptions) {}
 
@@ -127,46 +129,65 @@ export class SplitBrainRepair {
     const report = map.get(keys.replication(resource, primary)) as
       { logEnd?: LogPosition | null } | undefined;
     const splitPoint = theirs?.continuedFrom ?? null;
-    const ownEnd = splitPoint ? await this.ownEnd(resource, primary, splitPoint) : null;
-    const localEnd = ownEnd ?? mine?.closedLogEnd ?? null;
+    const own = splitPoint ? await this.ownWrites(resource, primary, splitPoint) : undefined;
+    const localEnd = own?.end ?? mine?.closedLogEnd ?? null;
     const base = { primary, splitPoint, localEnd, primaryEnd: report?.logEnd ?? null };
     if (localEnd && splitPoint && comparePositions(localEnd, splitPoint) > 0) {
-      const localBytesAfter = localEnd.sequence === splitPoint.sequence
-        ? localEnd.offsetBytes - splitPoint.offsetBytes : null;
+      const sameLogfile = localEnd.sequence === splitPoint.sequence;
+      const localBytesAfter = own?.bytesAfter ??
+        (sameLogfile ? localEnd.offsetBytes - splitPoint.offsetBytes : null);
       const reason = `${host} wrote to ${positionText(localEnd)} as primary; ${primary}'s ` +
         `history continues from ${positionText(splitPoint)}`;
       return {
         id: `${primary}@${positionText(splitPoint)}`,
-        record: { ...base, localBytesAfter, reason },
+        record: { ...base, localBytesAfter, localRecordsAfter: own?.recordsAfter ?? null, reason },
       };
     }
     const fetcher = this.options.fetcherOf(resource);
     if (fetcher?.state !== "split-brain") return undefined;
     return {
       id: `${primary}:fetch:${fetcher.problem}`,
-      record: { ...base, localBytesAfter: null, reason: fetcher.problem },
+      record: { ...base, localBytesAfter: null, localRecordsAfter: null,
+        reason: fetcher.problem },
     };
   }
 
   /**
-   * Where this host's own logfiles (written while it was primary) end: a crashed former primary
-   * knows it only from its files. Scanned once per designation of a primary.
+   * What this host's own logfiles (written while it was primary) hold after `splitPoint`: a
+   * crashed former primary knows its end only from its files. Scanned once per designation.
    */
-  private async ownEnd(resource: string, primary: string, splitPoint: LogPosition) {
+  private async ownWrites(resource: string, primary: string, splitPoint: LogPosition) {
     const key = `${primary}@${positionText(splitPoint)}`;
     const cached = this.ownEnds.get(resource);
-    if (cached?.key === key) return cached.end;
+    if (cached?.key === key) return cached.own;
     const directory = this.options.directoryOf(resource);
     const own = (await this.options.storage.files.list(directory))
       .map((name) => ({ name, parsed: parseLogfileName(name) }))
-      .filter((entry) => entry.parsed?.origin === this.options.host)
-      .sort((left, right) => right.parsed!.sequence - left.parsed!.sequence)[0];
-    let end: LogPosition | null = null;
-    if (own) {
-      const scan = await scanLogfile(this.options.storage, `${directory}/${own.name}`);
-      end = { sequence: scan.header.sequence, offsetBytes: scan.endOffset };
+      .filter((entry) => entry.parsed?.origin === this.options.host &&
+        entry.parsed.sequence >= splitPoint.sequence)
+      .sort((left, right) => left.parsed!.sequence - right.parsed!.sequence);
+    let writes: OwnWrites | undefined;
+    for (const { name, parsed } of own) {
+      const fromOffset = parsed!.sequence === splitPoint.sequence
+        ? splitPoint.offsetBytes : logfileHeaderBytes;
+      let records = 0;
+      const scan = await scanLogfile(this.options.storage, `${directory}/${name}`, {
+        fromOffset, onRecord: () => void records++,
+      });
+      writes = {
+        end: { sequence: scan.header.sequence, offsetBytes: scan.endOffset },
+        bytesAfter: (writes?.bytesAfter ?? 0) + Math.max(0, scan.endOffset - fromOffset),
+        recordsAfter: (writes?.recordsAfter ?? 0) + records,
+      };
     }
-    this.ownEnds.set(resource, { key, end });
-    return end;
+    this.ownEnds.set(resource, { key, own: writes });
+    return writes;
   }
+}
+
+/** This host's own log after a split point. */
+interface OwnWrites {
+  readonly end: LogPosition;
+  readonly bytesAfter: number;
+  readonly recordsAfter: number;
 }

@@ -90,6 +90,7 @@ async () => {
   expect(held.splitPoint).toEqual(ends[1]!);
   expect(held.localEnd).toEqual(ends[3]!);
   expect(held.localBytesAfter).toBe(ends[3]!.offsetBytes - ends[1]!.offsetBytes);
+  expect(held.localRecordsAfter).toBe(2);
   expect(held.repairStartedMs).toBeNull();
   expect(split.get(keys.invalidate("r", "alpha"))).toBeUndefined();
   split.set(keys.todo("r", "alpha", "sync"), true);
