@@ -47,7 +47,11 @@ export class Overlay {
   private newestSequence = 0;
   private readonly waiters: Array<{ bytes: number; admit: () => void }> = [];
 
-  constructor(readonly bytesMax: number) {
+  constructor(
+    readonly bytesMax: number,
+    /** Called when an entry left the overlay (its data may be reused by the caller). */
+    private readonly onRemoved: (entry: OverlayEntry) => void = () => {},
+  ) {
     assert(bytesMax > overlayEntryOverheadBytes, "the overlay holds at least one entry");
   }
 
@@ -124,6 +128,7 @@ export class Overlay {
     this.indexEntry(entry, false);
     this.chargedBytes -= entry.chargeBytes;
     assert(this.chargedBytes >= 0, "overlay bytes never negative");
+    this.onRemoved(entry);
     this.admitWaiters();
   }
 

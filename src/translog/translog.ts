@@ -13,6 +13,7 @@ import { defaultLogWriterLimits, LogWriter, type LogWriterLimits } from "../log/
 import {
   applyEntries, Overlay, overlayEntryOverheadBytes, type OverlayEntry,
 } from "./overlay.ts";
+import { PayloadRecycler, recycledPayloadBytesMin } from "./payload-recycler.ts";
 import { PositionStore } from "./position-store.ts";
 import { recoverLog, type RecoveryResult } from "./recovery.ts";
 import { Writeback } from "./writeback.ts";
@@ -22,12 +23,15 @@ export interface TranslogLimits {
   readonly overlayBytesMax: number;
   /** How long a writeback advance may stay unpersisted (it is persisted lazily). */
   readonly positionPersistDelayMs: number;
+  /** Overlay copies of payloads at least this large are reused (payload-recycler.ts). */
+  readonly payloadReuseBytesMin: number;
   readonly writer: Partial<LogWriterLimits>;
 }
 
 export const defaultTranslogLimits: TranslogLimits = {
   overlayBytesMax: 64 * 1024 * 1024,
   positionPersistDelayMs: 1000,
+  payloadReuseBytesMin: recycledPayloadBytesMin,
   writer: {},
 };
 
@@ -125,6 +129,7 @@ class TranslogDevice implements Translog {
   readonly sizeBytes: number;
   readonly capabilities: BlockCapabilities;
   private readonly overlay: Overlay;
+  private readonly payloads: PayloadRecycler;
   private readonly writeback: Writeback;
   private persistTimer: TimerHandle | undefined;
   private persisting: Promise<void> = Promise.resolve();
@@ -141,7 +146,10 @@ class TranslogDevice implements Translog {
   ) {
     this.sizeBytes = options.backing.sizeBytes;
     this.capabilities = capabilitiesOver(options.backing, limits.overlayBytesMax);
-    this.overlay = new Overlay(limits.overlayBytesMax);
+    this.payloads = new PayloadRecycler(limits.payloadReuseBytesMin);
+    this.overlay = new Overlay(limits.overlayBytesMax, (entry) => {
+      if (entry.data !== undefined) this.payloads.release(entry.data);
+    });
     this.writeback = new Writeback(this.overlay, options.backing,
       () => this.writer.durableSequence, () => this.schedulePersist(),
       (error) => this.fail("writeback to the backing disk failed", error), start);
@@ -161,14 +169,20 @@ class TranslogDevice implements Translog {
 
   async read(offset: number, target: Uint8Array): Promise<void> {
     this.checkUsable();
-    const entries = this.overlay.covering(offset, target.length);
-    await this.options.backing.read(offset, target);
-    applyEntries(target, offset, entries);
+    // The entries' data must not be reused until they are applied (PayloadRecycler).
+    this.payloads.readStarted();
+    try {
+      const entries = this.overlay.covering(offset, target.length);
+      await this.options.backing.read(offset, target);
+      applyEntries(target, offset, entries);
+    } finally {
+      this.payloads.readEnded();
+    }
   }
 
   async write(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     this.checkUsable();
-    const copy = data.slice();
+    const copy = this.payloads.copy(data);
     const entry = await this.phase1Admit("write", offset, copy.length, copy);
     await this.phase3Reply(entry, flags.fua);
   }

@@ -33,10 +33,14 @@ test("read-your-writes: reads see acknowledged writes before and during writebac
   await fc.assert(fc.asyncProperty(
     fc.integer(), fc.array(commandArbitrary, { minLength: 1, maxLength: 40 }),
     fc.constantFrom(9000, 1024 * 1024),
-    async (seed, commands, overlayBytesMax) => {
+    // Small minimum: overlay copies are reused while reads and writeback race (recycler).
+    fc.constantFrom(64 * 1024, 512),
+    async (seed, commands, overlayBytesMax, payloadReuseBytesMin) => {
       const machine = await newMachine(seededRandom(seed), deviceBytes);
-      const device = await openHarnessTranslog(machine,
-        { overlayBytesMax, positionPersistDelayMs: 2, writer: { batchDelayMs: 3 } });
+      const device = await openHarnessTranslog(machine, {
+        overlayBytesMax, positionPersistDelayMs: 2, payloadReuseBytesMin,
+        writer: { batchDelayMs: 3 },
+      });
       const model = new Uint8Array(deviceBytes);
       for (const [index, command] of commands.entries()) {
         if (command.kind === "progress") {
