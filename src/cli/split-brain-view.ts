@@ -1,6 +1,7 @@
 /** How `view` shows a split brain: where the histories part and what each side wrote after. */
 import { keys } from "../cluster/keys.ts";
 import { positionText } from "../log/position.ts";
+import { repairText } from "../roles/repair-plan.ts";
 import type { SplitBrainRecord } from "../roles/split-brain-repair.ts";
 
 type Lookup = (key: string) => unknown;
@@ -30,8 +31,9 @@ export function splitBrainWords(records: Readonly<Record<string, SplitBrainRecor
     const theirs = record.primaryEnd ? `,${record.primary}-log=${positionText(record.primaryEnd)}`
       : "";
     const state = record.repairStartedMs === null ? "held" : "repairing";
-    return `split-brain@${host}=${JSON.stringify(`at ${at}${mine}${theirs} (${state}): ` +
-      record.reason)}`;
+    const repair = record.repair === undefined ? "" : ` repair ${repairText(record.repair)}`;
+    return `split-brain@${host}=${JSON.stringify(`at ${at}${mine}${theirs} (${state})` +
+      `${repair}: ${record.reason}`)}`;
   });
 }
 
@@ -40,14 +42,23 @@ export function repairPlan(get: Lookup, resource: string, host: string): string 
   const sizeBytes = Number(get(keys.size(resource)) ?? 0);
   const primary = get(keys.primary(resource));
   const source = typeof primary === "string" && primary !== "" ? primary : "(no primary)";
-  const head = `${resource}: full fast sync from ${source}: compares ${sizeBytes} bytes ` +
+  const full = `${resource}: full fast sync from ${source}: compares ${sizeBytes} bytes ` +
     "block by block and transfers only the blocks that differ";
   const record = splitBrainRecords(get, resource, [host])[host];
-  if (!record) return `${head}; no split brain is known on ${host}`;
+  if (!record) return `${full}; no split brain is known on ${host}`;
   const split = record.splitPoint;
   const theirs = split && record.primaryEnd && split.sequence === record.primaryEnd.sequence
     ? `${record.primaryEnd.offsetBytes - split.offsetBytes} bytes` : "unknown";
-  return `${head}: at most the blocks both sides wrote after the split at ` +
-    `${split ? positionText(split) : "?"} (${host}: ${record.localBytesAfter ?? "unknown"} ` +
-    `bytes of log, ${record.primary}: ${theirs}); ${host}'s own logfiles are kept aside`;
+  const sides = `the split at ${split ? positionText(split) : "?"} (${host}: ` +
+    `${record.localBytesAfter ?? "unknown"} bytes of log, ${record.primary}: ${theirs}); ` +
+    `${host}'s own logfiles are kept aside`;
+  const repair = record.repair;
+  if (repair?.mode === "targeted") {
+    return `${resource}: split-brain repair from ${record.primary}, targeted: compares ` +
+      `${repair.rangeBytes} bytes in ${repair.rangeCount} ranges (the blocks ${host}'s log ` +
+      `names after the split; of ${sizeBytes}), transfers only those that differ, then ` +
+      `replays ${record.primary}'s log from ${positionText(repair.startPosition)}; ${sides}`;
+  }
+  const why = repair ? ` (${repair.reason})` : "";
+  return `${full}${why}: at most the blocks both sides wrote after ${sides}`;
 }

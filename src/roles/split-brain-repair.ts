@@ -8,6 +8,7 @@ import {
   comparePositions, parseLogfileName, positionText, type LogPosition,
 } from "../log/position.ts";
 import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
+import { planRepair, repairSummary, type RepairSummary } from "./repair-plan.ts";
 
 /** How often replicas are looked at for a split brain. */
 export const splitBrainCheckIntervalMs = 500;
@@ -27,8 +28,32 @@ export interface SplitBrainRecord {
   readonly primaryEnd: LogPosition | null;
   readonly reason: string;
   readonly detectedMs: number;
-  /** Set once the repair (invalidate → full fast sync) was started. */
+  /** Set once the repair (invalidate → targeted or full fast sync) was started. */
   readonly repairStartedMs: number | null;
+  /**
+   * The repair as planned from this host's logfiles: while held a preview, once started the
+   * plan the sync follows (and "full" with the reason when it fell back).
+   */
+  readonly repair?: RepairSummary | null;
+}
+
+/** Value of key resource/R/invalidate/HOST when a split brain's repair asks for it. */
+export interface SplitBrainInvalidate {
+  readonly atMs: number;
+  readonly primary: string;
+  readonly splitPoint: LogPosition;
+}
+
+/** The split brain an invalidate request repairs (undefined: a plain full resync). */
+export function splitBrainInvalidate(value: unknown): SplitBrainInvalidate | undefined {
+  const request = value as Partial<SplitBrainInvalidate> | undefined;
+  if (typeof request !== "object" || request === null) return undefined;
+  const split = request.splitPoint;
+  if (typeof request.primary !== "string" || typeof split !== "object" || split === null ||
+    !Number.isSafeInteger(split.sequence) || !Number.isSafeInteger(split.offsetBytes)) {
+    return undefined;
+  }
+  return request as SplitBrainInvalidate;
 }
 
 export interface SplitBrainRepairOptions {
@@ -116,9 +141,12 @@ export class SplitBrainRepair {
     }
     if (paused) return;
     this.handled.add(found.id);
-    // The sync's invalidate keeps this host's own logfiles aside (src/roles/set-aside.ts).
+    // The sync's invalidate keeps this host's own logfiles aside (src/roles/set-aside.ts) and,
+    // knowing the split point, plans the targeted repair (src/roles/repair-plan.ts).
     if (map.get(keys.invalidate(resource, host)) === undefined) {
-      map.set(keys.invalidate(resource, host), nowMs);
+      const split = record.splitPoint;
+      map.set(keys.invalidate(resource, host), split
+        ? { atMs: nowMs, primary, splitPoint: split } satisfies SplitBrainInvalidate : nowMs);
     }
   }
 
@@ -131,7 +159,9 @@ export class SplitBrainRepair {
     const splitPoint = theirs?.continuedFrom ?? null;
     const own = splitPoint ? await this.ownWrites(resource, primary, splitPoint) : undefined;
     const localEnd = own?.end ?? mine?.closedLogEnd ?? null;
-    const base = { primary, splitPoint, localEnd, primaryEnd: report?.logEnd ?? null };
+    const base = { primary, splitPoint, localEnd, primaryEnd: report?.logEnd ?? null,
+      repair: splitPoint ? own?.repair ?? null
+        : { mode: "full", reason: "the split point is not known" } as const };
     if (localEnd && splitPoint && comparePositions(localEnd, splitPoint) > 0) {
       const sameLogfile = localEnd.sequence === splitPoint.sequence;
       const localBytesAfter = own?.bytesAfter ??
@@ -166,7 +196,7 @@ export class SplitBrainRepair {
       .filter((entry) => entry.parsed?.origin === this.options.host &&
         entry.parsed.sequence >= splitPoint.sequence)
       .sort((left, right) => left.parsed!.sequence - right.parsed!.sequence);
-    let writes: OwnWrites | undefined;
+    let writes: { end: LogPosition; bytesAfter: number; recordsAfter: number } | undefined;
     for (const { name, parsed } of own) {
       const fromOffset = parsed!.sequence === splitPoint.sequence
         ? splitPoint.offsetBytes : logfileHeaderBytes;
@@ -180,8 +210,12 @@ export class SplitBrainRepair {
         recordsAfter: (writes?.recordsAfter ?? 0) + records,
       };
     }
-    this.ownEnds.set(resource, { key, own: writes });
-    return writes;
+    const sizeBytes = Number(this.options.map.get(keys.size(resource)) ?? 0);
+    const repair = repairSummary(await planRepair(this.options.storage, directory, splitPoint,
+      sizeBytes));
+    const result = writes ? { ...writes, repair } : undefined;
+    this.ownEnds.set(resource, { key, own: result });
+    return result;
   }
 }
 
@@ -190,4 +224,6 @@ interface OwnWrites {
   readonly end: LogPosition;
   readonly bytesAfter: number;
   readonly recordsAfter: number;
+  /** The repair's plan as these logfiles give it (a preview while the repair is held). */
+  readonly repair: RepairSummary;
 }

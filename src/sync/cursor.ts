@@ -5,6 +5,7 @@ import type { LogPosition } from "../log/position.ts";
 import { decodeCbor, encodeCbor } from "../platform/cbor.ts";
 import type { Storage } from "../platform/types.ts";
 import { readFileBytes, writeFileAtomic } from "../store/atomic-file.ts";
+import { rangeBytes, rangesValid, type ByteRange } from "./ranges.ts";
 
 /** File name of the cursor in the resource's directory (docs/sync.md). */
 export const syncCursorFileName = "sync-cursor";
@@ -25,6 +26,16 @@ export interface SyncCursor {
   /** Set in phase "replay": replay must reach this position before the replica is consistent. */
   readonly endPosition?: LogPosition;
   readonly startedMs: number;
+  /**
+   * A targeted sync (a split brain's repair) copies only these ranges; `copiedBytes` then
+   * counts bytes of this list, not of the device. Absent: the whole device.
+   */
+  readonly ranges?: readonly ByteRange[];
+}
+
+/** Bytes the sync copies in all: the range list's, or the whole device's. */
+export function cursorTotalBytes(cursor: SyncCursor): number {
+  return cursor.ranges ? rangeBytes(cursor.ranges) : cursor.sizeBytes;
 }
 
 /** Where a cursor lives; the file store is the real one, tests may keep it in memory. */
@@ -36,9 +47,11 @@ export interface SyncCursorStore {
 }
 
 export function checkCursor(cursor: SyncCursor): void {
-  assert(cursor.copiedBytes >= 0 && cursor.copiedBytes <= cursor.sizeBytes,
+  assert(cursor.ranges === undefined || rangesValid(cursor.ranges, cursor.sizeBytes),
+    "a targeted sync's ranges are sorted, disjoint, bounded and on the device");
+  assert(cursor.copiedBytes >= 0 && cursor.copiedBytes <= cursorTotalBytes(cursor),
     "the sync cursor lies within the device");
-  assert(cursor.phase === "copy" || cursor.copiedBytes === cursor.sizeBytes,
+  assert(cursor.phase === "copy" || cursor.copiedBytes === cursorTotalBytes(cursor),
     "the replay phase starts after every block was copied");
   assert(cursor.phase === "copy" || cursor.endPosition !== undefined,
     "the replay phase knows the position replay must reach");
@@ -52,6 +65,19 @@ function position(value: unknown): LogPosition {
     throw new MarsError("io", "sync cursor holds a malformed log position");
   }
   return { sequence: sequence as number, offsetBytes: offsetBytes as number };
+}
+
+function parseRanges(value: unknown): ByteRange[] {
+  if (!Array.isArray(value)) throw new MarsError("io", "sync cursor holds malformed ranges");
+  return value.map((item: unknown) => {
+    const range = item as Record<string, unknown> | undefined;
+    const offsetBytes = range?.offsetBytes;
+    const lengthBytes = range?.lengthBytes;
+    if (!Number.isSafeInteger(offsetBytes) || !Number.isSafeInteger(lengthBytes)) {
+      throw new MarsError("io", "sync cursor holds a malformed range");
+    }
+    return { offsetBytes: offsetBytes as number, lengthBytes: lengthBytes as number };
+  });
 }
 
 export function parseCursor(value: unknown): SyncCursor {
@@ -70,6 +96,7 @@ export function parseCursor(value: unknown): SyncCursor {
     startPosition: position(record.startPosition), copiedBytes: record.copiedBytes as number,
     startedMs: record.startedMs as number,
     ...(record.endPosition === undefined ? {} : { endPosition: position(record.endPosition) }),
+    ...(record.ranges === undefined ? {} : { ranges: parseRanges(record.ranges) }),
   };
   checkCursor(cursor);
   return cursor;

@@ -8,7 +8,10 @@ import {
   blockDigests, ChunkBuffers, checkGeometry, defaultGeometry, patchesOf, type ChunkGeometry,
   type ChunkReply, type ChunkRequest,
 } from "./chunk.ts";
-import { checkCursor, type SyncCursor, type SyncCursorStore } from "./cursor.ts";
+import {
+  checkCursor, cursorTotalBytes, type SyncCursor, type SyncCursorStore,
+} from "./cursor.ts";
+import { rangePieces, rangesValid, type ByteRange } from "./ranges.ts";
 
 /** Chunks compared at once: 32 × 1 MiB in flight keeps a 120 ms line busy at ~260 MiB/s. */
 export const syncWindowChunksMax = 32;
@@ -43,14 +46,29 @@ export interface FullSyncOptions {
   readonly progress?: (copiedBytes: number, sizeBytes: number) => void;
   /** Polled between chunks: true stops the copy at the next persisted point (pause, detach). */
   readonly stopRequested?: () => boolean;
+  /**
+   * A targeted sync (a split brain's repair, docs/roles.md): copy only `ranges` and replay from
+   * `startPosition`, which lies before the source's current end. Used only when a new sync
+   * starts from `source`; otherwise (another primary, a bad list) the whole device is copied.
+   */
+  readonly plan?: TargetedPlan;
+}
+
+export interface TargetedPlan {
+  readonly source: string;
+  readonly startPosition: LogPosition;
+  readonly ranges: readonly ByteRange[];
 }
 
 export interface FullSyncOutcome {
   /** "copied": every block equals the source as of a moment after the cursor's start. */
   readonly state: "copied" | "stopped";
   readonly cursor: SyncCursor;
+  /** Bytes read and compared on both sides, and blocks that differed (and travelled). */
   readonly comparedBytes: number;
   readonly transferredBlocks: number;
+  /** The copy covered only the cursor's ranges (a split brain's targeted repair). */
+  readonly targeted: boolean;
 }
 
 interface CopyState {
@@ -73,7 +91,7 @@ export async function runFullSync(options: FullSyncOptions): Promise<FullSyncOut
   const state: CopyState = { cursor, buffers, comparedBytes: 0, transferredBlocks: 0 };
   const outcome = (done: "copied" | "stopped"): FullSyncOutcome => ({
     state: done, cursor: state.cursor, comparedBytes: state.comparedBytes,
-    transferredBlocks: state.transferredBlocks,
+    transferredBlocks: state.transferredBlocks, targeted: state.cursor.ranges !== undefined,
   });
   if (cursor.phase === "replay") return outcome("copied");
   const finished = await phase2Copy(options, geometry, state);
@@ -97,15 +115,23 @@ async function phase1Begin(options: FullSyncOptions): Promise<SyncCursor> {
     throw new MarsError("disk-too-small", `the sync source has ${begun.sizeBytes} bytes, ` +
       `this disk ${options.target.sizeBytes}`);
   }
+  const plan = options.plan;
+  const targeted = plan !== undefined && plan.source === begun.source &&
+    rangesValid(plan.ranges, begun.sizeBytes) &&
+    comparePositions(plan.startPosition, begun.startPosition) <= 0;
   const cursor: SyncCursor = {
     phase: "copy", source: begun.source, sizeBytes: begun.sizeBytes,
-    startPosition: begun.startPosition, copiedBytes: 0, startedMs: options.clock.nowMs(),
+    startPosition: targeted ? plan.startPosition : begun.startPosition, copiedBytes: 0,
+    startedMs: options.clock.nowMs(), ...(targeted ? { ranges: plan.ranges } : {}),
   };
   await options.cursors.save(cursor);
   return cursor;
 }
 
-/** Phase 2: a window of chunks in flight; the cursor advances over the finished prefix. */
+/**
+ * Phase 2: a window of chunks in flight; the cursor advances over the finished prefix of the
+ * work list (the whole device, or a targeted sync's ranges cut into chunk-sized pieces).
+ */
 async function phase2Copy(
   options: FullSyncOptions, geometry: ChunkGeometry, state: CopyState,
 ): Promise<boolean> {
@@ -113,32 +139,43 @@ async function phase2Copy(
   const persistEvery = options.persistEveryChunks ?? syncPersistChunksDefault;
   assert(windowChunks >= 1 && windowChunks <= syncWindowChunksMax, "sync window within bound");
   assert(persistEvery >= 1, "the cursor is persisted at least every so many chunks");
-  const sizeBytes = state.cursor.sizeBytes;
-  const finishedOffsets = new Set<number>();
+  const totalBytes = cursorTotalBytes(state.cursor);
+  const ranges = state.cursor.ranges ?? [{ offsetBytes: 0, lengthBytes: state.cursor.sizeBytes }];
+  const pieces = rangePieces(ranges, geometry.chunkBytes, state.cursor.copiedBytes);
+  /** Finished pieces not yet in the contiguous prefix: list offset → length. */
+  const finished = new Map<number, number>();
   const inFlight = new Set<Promise<void>>();
-  let nextOffset = state.cursor.copiedBytes;
+  let piecesLeft = true;
   let contiguousBytes = state.cursor.copiedBytes;
   let chunksSincePersist = 0;
   let failure: unknown;
   const stop = () => failure !== undefined || options.stopRequested?.() === true;
   for (;;) {
-    while (nextOffset < sizeBytes && inFlight.size < windowChunks && !stop()) {
-      const offsetBytes = nextOffset;
-      const lengthBytes = Math.min(geometry.chunkBytes, sizeBytes - offsetBytes);
-      nextOffset += lengthBytes;
-      const task: Promise<void> = copyChunk(options, geometry, state, offsetBytes, lengthBytes)
-        .then(() => void finishedOffsets.add(offsetBytes), (error) => void (failure ??= error))
+    while (piecesLeft && inFlight.size < windowChunks && !stop()) {
+      const next = pieces.next();
+      if (next.done) {
+        piecesLeft = false;
+        break;
+      }
+      const piece = next.value;
+      const task: Promise<void> = copyChunk(options, geometry, state, piece.offsetBytes,
+        piece.lengthBytes)
+        .then(() => void finished.set(piece.listOffsetBytes, piece.lengthBytes),
+          (error) => void (failure ??= error))
         .finally(() => inFlight.delete(task));
       inFlight.add(task);
     }
     assert(inFlight.size <= windowChunks, "chunks in flight stay within the window");
+    assert(finished.size <= syncWindowChunksMax, "finished pieces wait within the window");
     if (inFlight.size > 0) await Promise.race(inFlight);
     // Chunks may also finish while the cursor is persisted: absorb them all before deciding.
-    while (finishedOffsets.delete(contiguousBytes)) {
-      contiguousBytes = Math.min(sizeBytes, contiguousBytes + geometry.chunkBytes);
+    for (let length = finished.get(contiguousBytes); length !== undefined;
+      length = finished.get(contiguousBytes)) {
+      finished.delete(contiguousBytes);
+      contiguousBytes += length;
       chunksSincePersist++;
     }
-    if (inFlight.size === 0 && (nextOffset >= sizeBytes || stop())) break;
+    if (inFlight.size === 0 && (!piecesLeft || stop())) break;
     if (chunksSincePersist >= persistEvery) {
       await persistCopied(options, state, contiguousBytes);
       chunksSincePersist = 0;
@@ -148,7 +185,7 @@ async function phase2Copy(
     await persistCopied(options, state, contiguousBytes);
   }
   if (failure !== undefined) throw failure;
-  return contiguousBytes === sizeBytes;
+  return contiguousBytes === totalBytes;
 }
 
 async function copyChunk(
@@ -187,12 +224,13 @@ async function persistCopied(
   const cursor: SyncCursor = { ...state.cursor, copiedBytes };
   await options.cursors.save(cursor);
   state.cursor = cursor;
-  options.progress?.(copiedBytes, cursor.sizeBytes);
+  options.progress?.(copiedBytes, cursorTotalBytes(cursor));
 }
 
 /** Phase 3: every block copied; record where the catch-up replay must get to. */
 async function phase3Seal(options: FullSyncOptions, state: CopyState): Promise<void> {
-  assert(state.cursor.copiedBytes === state.cursor.sizeBytes, "seal only a complete copy");
+  assert(state.cursor.copiedBytes === cursorTotalBytes(state.cursor),
+    "seal only a complete copy");
   await options.target.flush();
   const endPosition = await options.peer.endPosition();
   assert(comparePositions(endPosition, state.cursor.startPosition) >= 0,

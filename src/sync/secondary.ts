@@ -8,10 +8,15 @@ import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService } from "../replication/service.ts";
 import { positionFileName, PositionStore } from "../translog/position-store.ts";
+import { keepCommonLogfiles } from "../roles/common-logfiles.ts";
 import { setAsideOwnLogfiles } from "../roles/set-aside.ts";
+import { planRepair, repairSummary, type RepairMode } from "../roles/repair-plan.ts";
+import {
+  splitBrainInvalidate, type SplitBrainRecord,
+} from "../roles/split-brain-repair.ts";
 import { dialChannel, type ChannelContext, type Session } from "../transport/channel.ts";
 import { fileCursorStore, type SyncCursor, type SyncCursorStore } from "./cursor.ts";
-import { catchUpDone, runFullSync } from "./full-sync.ts";
+import { catchUpDone, runFullSync, type TargetedPlan } from "./full-sync.ts";
 import { RemoteSyncPeer } from "./remote.ts";
 import type { SyncMessage } from "./wire.ts";
 
@@ -55,6 +60,14 @@ export class SecondarySync {
   private readonly cursors: SyncCursorStore;
   /** The sync's catch-up start: published as this member's retention hold while it copies. */
   private holdPosition: LogPosition | undefined;
+  /** A split brain's targeted repair, planned at invalidate; used by the next sync it starts. */
+  private plan: (TargetedPlan & { splitPoint: LogPosition; splitKey: string }) | undefined;
+  /** The split point the last targeted copy repaired (its catch-up may still find it void). */
+  private targetedSplitKey: string | undefined;
+  /** Split points whose targeted repair found the histories apart before them (then: full). */
+  private readonly targetedFailed = new Set<string>();
+  /** Bound of that set: one entry per split brain this process repaired. */
+  private static readonly targetedFailedMax = 64;
 
   constructor(private readonly options: SecondarySyncOptions) {
     const files = fileCursorStore(options.storage, options.directory);
@@ -140,17 +153,89 @@ export class SecondarySync {
     await this.closeReplica?.();
     this.closeReplica = undefined;
     await this.cursors.clear();
+    // Planned before any logfile moves: they name the blocks a split brain's loser changed.
+    this.plan = await this.planTargetedRepair();
+    // The replay position goes first: a crash from here on (some logfiles already aside) finds
+    // none, so the plan made again after a restart is a full sync, never one naming too little.
+    const positionPath = `${directory}/${positionFileName}`;
+    if (await storage.files.status(positionPath)) {
+      await storage.files.remove(positionPath);
+      await storage.files.syncDirectory(directory);
+    }
     // Its own logfiles (a former primary's, maybe a split brain's loser) are kept, not deleted.
     const aside = await setAsideOwnLogfiles(storage, directory, host, this.options.clock.nowMs());
     if (aside) this.options.log("warn", "logfiles-kept-aside", { resource, path: aside.path,
       count: aside.moved });
+    const kept = await this.keepSharedHistory(aside?.path);
     for (const name of await storage.files.list(directory)) {
-      if (name === positionFileName || name.startsWith("log-")) {
+      if (name === positionFileName || (name.startsWith("log-") && !kept.has(name))) {
         await storage.files.remove(`${directory}/${name}`);
       }
     }
     await storage.files.syncDirectory(directory);
     this.options.map.delete(keys.invalidate(resource, host));
+  }
+
+  private async dropLogfiles(): Promise<void> {
+    const { storage, directory } = this.options;
+    for (const name of await storage.files.list(directory)) {
+      if (name.startsWith("log-")) await storage.files.remove(`${directory}/${name}`);
+    }
+    await storage.files.syncDirectory(directory);
+  }
+
+  /** A targeted repair keeps the shared history up to the split point (its chain is checked). */
+  private async keepSharedHistory(asidePath: string | undefined): Promise<Set<string>> {
+    const plan = this.plan;
+    if (!plan) return new Set();
+    try {
+      return await keepCommonLogfiles(this.options.storage, this.options.directory, asidePath,
+        plan.startPosition, plan.splitPoint);
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      this.plan = undefined;
+      this.publishRepair({ mode: "full", reason: error.message });
+      return new Set();
+    }
+  }
+
+  /**
+   * A split brain's invalidate (src/roles/split-brain-repair.ts) against the still designated
+   * primary: the ranges this replica's log names after the split, and where replay restarts.
+   * Anything else (a plain `mars invalidate`, another primary, a plan that cannot name every
+   * changed block) is a full fast sync.
+   */
+  private async planTargetedRepair() {
+    const { map, resource, host, storage, directory } = this.options;
+    const split = splitBrainInvalidate(map.get(keys.invalidate(resource, host)));
+    if (!split || split.primary !== map.get(keys.primary(resource))) return undefined;
+    const splitKey = `${split.primary}@${positionText(split.splitPoint)}`;
+    if (this.targetedFailed.has(splitKey)) {
+      this.publishRepair({ mode: "full", reason: "the targeted repair found the histories " +
+        "apart before the split point" });
+      return undefined;
+    }
+    const sizeBytes = Number(map.get(keys.size(resource)) ?? 0);
+    const repair: RepairMode = sizeBytes > 0
+      ? await planRepair(storage, directory, split.splitPoint, sizeBytes)
+      : { mode: "full", reason: "the resource's size is not known" };
+    this.publishRepair(repair);
+    if (repair.mode === "full") return undefined;
+    return { source: split.primary, startPosition: repair.startPosition, ranges: repair.ranges,
+      splitPoint: split.splitPoint, splitKey };
+  }
+
+  /** The split-brain record says which repair runs (view, invalidate --dry-run). */
+  private publishRepair(repair: RepairMode): void {
+    const { map, resource, host } = this.options;
+    const key = keys.splitBrain(resource, host);
+    const record = map.get(key) as SplitBrainRecord | undefined;
+    this.options.log(repair.mode === "full" ? "warn" : "info", "split-brain-repair-planned", {
+      resource, mode: repair.mode,
+      ...(repair.mode === "full" ? { reason: repair.reason }
+        : { ranges: repair.ranges.length, rangeBytes: repair.rangeBytes }),
+    });
+    if (record) map.set(key, { ...record, repair: repairSummary(repair) });
   }
 
   /** Phase 1: copy blocks until done; false when it must be tried again (or stopped). */
@@ -208,11 +293,22 @@ export class SecondarySync {
     try {
       const outcome = await runFullSync({
         target, peer: remote, cursors: this.cursors, clock,
+        ...(this.plan ? { plan: this.plan } : {}),
         progress: (copied, size) => this.report(progressOf(copied, size, startedMs, clock)),
         stopRequested: () => this.stopped || this.sourceReady() === "sync paused",
       });
       this.options.log("info", "sync-copied", { resource, state: outcome.state,
-        comparedBytes: outcome.comparedBytes, transferredBlocks: outcome.transferredBlocks });
+        targeted: outcome.targeted, comparedBytes: outcome.comparedBytes,
+        transferredBlocks: outcome.transferredBlocks });
+      if (this.plan && !outcome.targeted) {
+        this.publishRepair({ mode: "full", reason: "the primary changed before the copy" });
+        // The shared history kept for the plan is not the new source's: its chain check
+        // must not meet it. (Copies only: own logfiles stay in split-brain-TIME/.)
+        await this.dropLogfiles();
+        this.plan = undefined;
+      }
+      if (outcome.targeted) this.targetedSplitKey = this.plan?.splitKey;
+      if (outcome.state === "copied") this.plan = undefined;
       return outcome.state === "copied" ? outcome.cursor : undefined;
     } finally {
       await target.close();
@@ -248,7 +344,8 @@ export class SecondarySync {
 
   /** Phase 4: once replay reached the sync's end position, the replica is consistent. */
   private async phase4CatchUp(): Promise<void> {
-    if (!(await this.cursors.load())) return;
+    const cursor = await this.cursors.load();
+    if (!cursor) return;
     while (!this.stopped && !this.invalidateRequested()) {
       const replica = this.options.replication.replica(this.options.resource);
       if (!replica) return;
@@ -256,6 +353,34 @@ export class SecondarySync {
         // The primary went into emergency mode during the copy: the writes it made meanwhile
         // are in no log, so this copy can never become consistent. Sync again.
         this.options.log("warn", "sync-cut-by-gap", { resource: this.options.resource });
+        this.options.map.set(keys.invalidate(this.options.resource, this.options.host),
+          Math.floor(this.options.clock.nowMs()));
+        return;
+      }
+      const fetcher = replica.fetcher;
+      if (fetcher.state === "source-missing" && fetcher.problem.includes("full sync")) {
+        // The log the catch-up replays from is gone at the source (a targeted repair's split
+        // point deleted by retention): only a full fast sync can make this replica whole.
+        this.options.log("warn", "sync-catch-up-log-gone", { resource: this.options.resource,
+          reason: fetcher.problem });
+        if (cursor.ranges) {
+          this.publishRepair({ mode: "full", reason: `the log from the split is gone: ` +
+            fetcher.problem });
+        }
+        this.options.map.set(keys.invalidate(this.options.resource, this.options.host),
+          Math.floor(this.options.clock.nowMs()));
+        return;
+      }
+      if (fetcher.state === "split-brain" && cursor.ranges) {
+        // The winner's log does not continue the shared history kept here: the two differ
+        // before the split point, so the blocks the plan named are not all. Sync in full.
+        this.options.log("warn", "sync-targeted-void", { resource: this.options.resource,
+          reason: fetcher.problem });
+        if (this.targetedFailed.size < SecondarySync.targetedFailedMax) {
+          this.targetedFailed.add(this.targetedSplitKey ?? "");
+        }
+        this.publishRepair({ mode: "full", reason: `histories apart before the split: ` +
+          fetcher.problem });
         this.options.map.set(keys.invalidate(this.options.resource, this.options.host),
           Math.floor(this.options.clock.nowMs()));
         return;

@@ -126,7 +126,8 @@ test("failover after kill -9: the new primary writes, the old one returns, steps
   const waited = await alpha!.mars("wait-sync", resource, "--timeout", "10");
   expect(waited.exitCode).toBe(5);
   const plan = ok("invalidate --dry-run", await alpha!.mars("invalidate", resource, "--dry-run"));
-  expect(plan.stdout).toContain("after the split at");
+  expect(plan.stdout).toContain("targeted: compares");
+  expect(plan.stdout).toContain("after the split");
   console.log(plan.stdout.trim());
   ok("resume-sync", await alpha!.mars("resume-sync", resource));
   await eventually(async () => (await statusOf(alpha!)) !== "split-brain" &&
@@ -195,10 +196,17 @@ test("failover while the old primary is cut off and both write: split brain, the
   const copies = [...alpha!.log().matchAll(/sync-copied.*?transferredBlocks["=:]+(\d+)/g)];
   expect(copies.length).toBeGreaterThan(0);
   const transferredBytes = copies.reduce((sum, match) => sum + Number(match[1]), 0) * 4096;
+  // The targeted repair read (compared) only the ranges alpha's divergent records name.
+  const compared = [...alpha!.log().matchAll(/sync-copied.*?comparedBytes["=:]+(\d+)/g)];
+  const comparedBytes = compared.reduce((sum, match) => sum + Number(match[1]), 0);
+  expect(alpha!.log()).toMatch(/sync-copied.*?targeted["=:]+true/);
   const divergentBytes = 2 * divergentBlocks * blockBytes;
-  console.log(`repair transferred ${transferredBytes} bytes; divergent writes ` +
-    `${divergentBytes} bytes; disk ${sizeBytes} bytes`);
-  expect(transferredBytes).toBeLessThanOrEqual(2 * divergentBytes);
+  console.log(`repair compared ${comparedBytes} bytes, transferred ${transferredBytes} bytes; ` +
+    `divergent writes ${divergentBytes} bytes (alpha: ${divergentBlocks * blockBytes})` +
+    `; disk ${sizeBytes} bytes`);
+  expect(comparedBytes).toBeGreaterThanOrEqual(divergentBlocks * blockBytes);
+  expect(comparedBytes).toBeLessThanOrEqual(2 * divergentBlocks * blockBytes);
+  expect(transferredBytes).toBeLessThanOrEqual(comparedBytes);
   expect(transferredBytes).toBeGreaterThanOrEqual(divergentBlocks * blockBytes);
   expect(await missingBlocks(betaDevice, winner.flushed)).toEqual([]);
   await betaDevice.close();

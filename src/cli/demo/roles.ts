@@ -97,8 +97,11 @@ export async function repair(old: DemoHost, primary: DemoHost): Promise<string> 
   const blocks = /sync-copied.*?transferredBlocks[=:"]+(\d+)/.exec(log)?.[1];
   const kept = /logfiles-kept-aside.*?path[=:"]+"?([^"\s]+)/.exec(log)?.[1] ?? "?";
   const copied = blocks === undefined ? "?" : `${(Number(blocks) * 4 / 1024).toFixed(1)} MiB`;
-  return `${old.name} resynced only the differing blocks (${copied}); its divergent logfiles ` +
-    `kept in ${kept.split("/").slice(-2).join("/")}; wait-sync --all done`;
+  const compared = /sync-copied.*?targeted[=:"]+true.*?comparedBytes[=:"]+(\d+)/.exec(log)?.[1];
+  const how = compared === undefined ? "by a full fast sync"
+    : `by a targeted repair (compared ${(Number(compared) / 1024 / 1024).toFixed(1)} MiB)`;
+  return `${old.name} resynced ${how} only the differing blocks (${copied}); its divergent ` +
+    `logfiles kept in ${kept.split("/").slice(-2).join("/")}; wait-sync --all done`;
 }
 
 /** The primary's device view must equal every other host's backing disk. */
