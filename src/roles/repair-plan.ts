@@ -72,9 +72,11 @@ export async function planRepair(
     }
   }
   for (let sequence = startPosition.sequence; sequence <= splitPoint.sequence; sequence++) {
-    if (shared.get(sequence) !== 1) {
-      return { mode: "full", reason: `not exactly one logfile ${sequence} of the shared history ` +
-        "here (its chain is what the winner's log is checked against)" };
+    const count = shared.get(sequence) ?? 0;
+    if (count !== 1) {
+      return { mode: "full", reason: count === 0
+        ? `logfile ${sequence} (shared history before the split) is not here`
+        : `${count} logfiles numbered ${sequence} here` };
     }
   }
   const lastSequence = Math.max(replayed.sequence, ...sequences);
