@@ -73,7 +73,9 @@ export class ReplicationService {
     this.sessions.add(session);
     const handlers = serveLogSession(session, {
       storage: this.options.storage, clock: this.options.clock, tail: this.tail,
-      source: (resource) => this.served.get(resource)?.source,
+      // A peer reads only the logs of resources it is a member of (DESIGN §3.7).
+      source: (resource) => this.options.map.get(keys.resourceMember(resource, session.peer))
+        === undefined ? undefined : this.served.get(resource)?.source,
       log: (level, event, fields) => this.log(level, event, fields),
     });
     return {

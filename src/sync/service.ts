@@ -78,8 +78,14 @@ export class SyncService {
       return { message: () => {}, closed: () => {} };
     }
     this.sessions.add(session);
-    const receive = serveSyncSession(session, (resource) => this.sources.get(resource) ??
-      { code: "refused", reason: `${this.options.host} does not serve ${resource}` });
+    const receive = serveSyncSession(session, (resource) => {
+      // A peer copies only the disks of resources it is a member of (DESIGN §3.7).
+      if (this.options.map.get(keys.resourceMember(resource, session.peer)) === undefined) {
+        return { code: "refused", reason: `${session.peer} is not a member of ${resource}` };
+      }
+      return this.sources.get(resource) ??
+        { code: "refused", reason: `${this.options.host} does not serve ${resource}` };
+    });
     this.options.log("info", "sync-session", { peer: session.peer });
     return {
       message: (message) => {
