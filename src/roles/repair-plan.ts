@@ -80,12 +80,11 @@ export async function planRepair(
     }
   }
   const lastSequence = Math.max(replayed.sequence, ...sequences);
-  const replayedPast = comparePositions(replayed, splitPoint) > 0;
   for (let sequence = splitPoint.sequence; sequence <= lastSequence; sequence++) {
-    // A logfile this replica may have applied (up to its position, or written back beyond
-    // it) but no longer holds: the blocks it changed cannot be named.
-    const needed = sequence > splitPoint.sequence || replayedPast;
-    if (needed && !sequences.has(sequence) && sequence <= replayed.sequence) {
+    // A gap after the split: retention may have deleted a logfile whose records were applied
+    // (written back beyond the persisted position, or replayed): its blocks cannot be named.
+    // The newest logfile is never deleted, so none after the last one here was applied.
+    if (!sequences.has(sequence)) {
       return { mode: "full", reason: `logfile ${sequence} after the split is not here` };
     }
   }

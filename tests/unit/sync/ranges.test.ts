@@ -129,6 +129,11 @@ test("the plan names every block changed after the split; replay restarts there"
   // A replica that replayed less than the split restarts at its own position.
   const early = await planRepair(storage, "/r", ends[ends.length - 1]!, sizeBytes);
   expect(early.mode === "targeted" && early.ranges.length).toBe(1);
+  // A gap after the split (retention deleted logfile 3, which may have been applied).
+  await logRecords(storage, clock, "alpha", 4, [write(50)]);
+  expect(await planRepair(storage, "/r", split, sizeBytes))
+    .toEqual({ mode: "full", reason: "logfile 3 after the split is not here" });
+  await storage.files.remove("/r/log-000000004-alpha");
   // A logfile after the split that it may have applied is gone: the blocks cannot be named.
   await storage.files.remove("/r/log-000000001-alpha");
   const gone = await planRepair(storage, "/r", split, sizeBytes);
