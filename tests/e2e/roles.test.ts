@@ -1,4 +1,5 @@
-// Roles end to end: handover ring under a writer, refusal while open, failover with split brain.
+// Roles end to end: handover ring under a writer, refusal while open, failover with split brain,
+// its targeted repair, and the fall back to a full sync when the winner's log is gone.
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -144,10 +145,9 @@ test("failover after kill -9: the new primary writes, the old one returns, steps
   expect(digests.gamma).toBe(digests.beta!);
 }, 150_000);
 
-test("failover while the old primary is cut off and both write: split brain, the repair " +
-  "transfers about the divergent bytes, disks equal", async () => {
-  const root = testRoot("mars-e2e-roles-partition-");
-  const sizeBytes = 64 * 1024 * 1024;
+/** Two hosts dialing each other through proxies; alpha primary, 200 blocks written and synced. */
+async function proxiedPair(rootPrefix: string, sizeBytes: number, betaArgs: string[] = []) {
+  const root = testRoot(rootPrefix);
   const cluster = await replicationCluster(root, ["alpha", "beta"], { sizeBytes });
   const [alpha, beta] = [cluster.primary, ...cluster.secondaries] as EngineHandle[];
   const resource = cluster.resource;
@@ -161,7 +161,7 @@ test("failover while the old primary is cut off and both write: split brain, the
   // Restarted engines dial each other only through the proxies.
   for (const engine of [beta!, alpha!]) {
     expect(await engine.stop()).toBe(0);
-    await engine.start();
+    await engine.start(engine === beta ? betaArgs : []);
   }
   const socket = `${join(alpha!.home, "resources", resource)}.nbd.sock`;
   await eventually(async () => existsSync(socket), 20_000);
@@ -170,6 +170,14 @@ test("failover while the old primary is cut off and both write: split brain, the
   const common = new ContinuousWriter(0, 1, 8);
   await common.runTo(alphaDevice, 200);
   ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  return { cluster, alpha: alpha!, beta: beta!, resource, alphaDevice };
+}
+
+test("failover while the old primary is cut off and both write: split brain, the repair " +
+  "transfers about the divergent bytes, disks equal", async () => {
+  const sizeBytes = 64 * 1024 * 1024;
+  const { cluster, alpha, beta, resource, alphaDevice } =
+    await proxiedPair("mars-e2e-roles-partition-", sizeBytes);
   for (const proxy of proxies) proxy.setPartitioned(true);
   ok("primary --force", await beta!.mars("primary", "--force", resource, "--timeout", "30"));
   const betaDevice = await openExport(beta!, resource);
@@ -211,6 +219,44 @@ test("failover while the old primary is cut off and both write: split brain, the
   expect(await missingBlocks(betaDevice, winner.flushed)).toEqual([]);
   await betaDevice.close();
   for (const engine of [alpha!, beta!]) expect(await engine.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.alpha).toBe(digests.beta!);
+}, 150_000);
+
+test("a split brain whose winner no longer has its log from the split point: the targeted " +
+  "repair falls back to the full fast sync, disks equal", async () => {
+  const { cluster, alpha, beta, resource, alphaDevice } =
+    // Retention on beta (once primary) drops the cut-off alpha at once and deletes its logfiles.
+    await proxiedPair("mars-e2e-roles-log-gone-", 16 * 1024 * 1024, ["--retention-lag", "1,1"]);
+  for (const proxy of proxies) proxy.setPartitioned(true);
+  ok("primary --force", await beta.mars("primary", "--force", resource, "--timeout", "30"));
+  const betaDevice = await openExport(beta, resource);
+  const loser = new ContinuousWriter(2000, 2, 8);
+  await loser.runTo(alphaDevice, 2100);
+  const winner = new ContinuousWriter(3000, 3, 8);
+  await winner.runTo(betaDevice, 3100);
+  const directory = join(beta.home, "resources", resource);
+  await eventually(async () => !readdirSync(directory).some((name) =>
+    name.startsWith("log-") && name.endsWith("-alpha")), 30_000);
+  // alpha fetches nothing until its targeted copy is done: else its fetcher meets the gone log
+  // first and a plain invalidate (full sync) comes before the split brain is even found.
+  ok("pause-fetch", await alpha.mars("pause-fetch", resource));
+  for (const proxy of proxies) proxy.setPartitioned(false);
+  await eventually(async () => (await viewJson(alpha)).resources[0].primary === "beta", 20_000);
+  await alphaDevice.close();
+  await eventually(async () => /sync-copied.*?targeted["=:]+true/.test(alpha.log()), 30_000);
+  ok("resume-fetch", await alpha.mars("resume-fetch", resource));
+  await eventually(async () => (await beta.mars("wait-sync", "--all", "--timeout", "5"))
+    .exitCode === 0, 90_000);
+  const log = alpha.log();
+  expect(log).toContain("sync-catch-up-log-gone");
+  expect(log).toMatch(/sync-copied.*?targeted["=:]+false/);
+  const found = (await viewJson(beta)).resources[0].splitBrains.alpha;
+  console.log(`repair after the winner's log was gone: ${JSON.stringify(found?.repair)}`);
+  expect(found?.repair?.mode).toBe("full");
+  expect(await missingBlocks(betaDevice, winner.flushed)).toEqual([]);
+  await betaDevice.close();
+  for (const engine of [alpha, beta]) expect(await engine.stop()).toBe(0);
   const digests = await diskDigests(cluster);
   expect(digests.alpha).toBe(digests.beta!);
 }, 150_000);
