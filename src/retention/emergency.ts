@@ -43,6 +43,10 @@ export class EmergencyDevice implements BlockDevice {
   get writebackPosition() {
     return this.translog.writebackPosition;
   }
+  /** Where recovery would start after a crash (see Translog.persistedPosition). */
+  get persistedPosition() {
+    return this.translog.persistedPosition;
+  }
   /** True while writes bypass the log (published in the primary's replication report). */
   get emergency(): boolean {
     return this.mode !== "logging";

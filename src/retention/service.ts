@@ -213,7 +213,9 @@ export class LifetimeService {
   /** Where this host's disk stands: the primary's writeback, or the replica's replay. */
   private ownPosition(resource: string): LogPosition | undefined {
     const registered = this.resources.get(resource);
-    if (registered?.emergency) return registered.emergency.writebackPosition;
+    // The persisted position, not the live one: writeback may be ahead of the last flush and
+    // persist, and a crash then recovers from the persisted position, whose logfile must exist.
+    if (registered?.emergency) return registered.emergency.persistedPosition;
     const replica = this.options.replication.replica(resource);
     if (replica) return replica.replayer.position;
     const report = this.options.map.get(keys.replication(resource, this.options.host)) as

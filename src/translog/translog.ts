@@ -52,6 +52,11 @@ export interface Translog extends BlockDevice {
   readonly recovery: RecoveryResult;
   /** Every record before this is on the backing disk (durable after the next persist). */
   readonly writebackPosition: LogPosition;
+  /**
+   * The writeback position as last persisted (the backing disk flushed first): recovery after
+   * a crash starts here, so every logfile from here on must still exist.
+   */
+  readonly persistedPosition: LogPosition;
   /** The end of the log: where the next record goes. */
   readonly logEnd: LogPosition;
   /** The end of what is durable in the log: the most a peer may fetch. */
@@ -159,6 +164,11 @@ class TranslogDevice implements Translog {
 
   get writebackPosition(): LogPosition {
     return this.writeback.writtenThrough;
+  }
+  get persistedPosition(): LogPosition {
+    const persisted = this.store.current;
+    assert(persisted !== undefined, "a position is persisted before the translog serves");
+    return persisted;
   }
   get logEnd(): LogPosition {
     return this.writer.endPosition;

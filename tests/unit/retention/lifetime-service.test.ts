@@ -14,14 +14,14 @@ import { openTranslog } from "../../../src/translog/translog.ts";
 import { SimulatedClock } from "../../support/simulated-clock.ts";
 import { SimulatedStorage } from "../../support/simulated-storage.ts";
 
-async function setUp() {
+async function setUp(positionPersistDelayMs = 1000) {
   const storage = new SimulatedStorage(seededRandom(5));
   const clock = new SimulatedClock();
   await storage.files.makeDirectory("/home/resources/r1");
   const translog = await openTranslog({
     storage, clock, directory: "/home/resources/r1", resource: "r1", host: "alpha",
     backing: await openFileDevice(storage, "/disk", { createBytes: 1 << 20 }),
-    limits: { writer: { logfileBytesMax: 20_000, preallocateBytesMin: 0,
+    limits: { positionPersistDelayMs, writer: { logfileBytesMax: 20_000, preallocateBytesMin: 0,
       preallocateBytesMax: 0 } },
   });
   const device = new EmergencyDevice(translog, await openFileDevice(storage, "/disk"));
@@ -39,7 +39,7 @@ async function setUp() {
     replication: { replica: () => undefined }, log: (_level, event) => void events.push(event),
   });
   const detach = service.attachPrimary("r1", "/home/resources/r1", device);
-  return { storage, clock, device, map, service, events, detach };
+  return { storage, clock, device, map, service, events, detach, translog };
 }
 
 /** Lets the service run `passes` passes (timers on the simulated clock, I/O in microtasks). */
@@ -107,3 +107,24 @@ test("a home below the emergency floor switches the primary to direct writes, an
     service.stop();
     await device.close();
   });
+
+test("the primary keeps every logfile from its persisted writeback position on", async () => {
+  // Persisting is lazy: writeback runs ahead of the last persisted position, and a crash
+  // recovers from the persisted one, so its logfile must survive the lifetime pass.
+  const { storage, clock, device, map, service, translog } = await setUp(1e12);
+  for (let index = 0; index < 40; index++) {
+    await device.write(index * 4096, new Uint8Array(4096).fill(index + 1), { fua: true });
+  }
+  const names = async () => (await listLogfiles(storage, "/home/resources/r1"))
+    .map((file) => file.sequence);
+  const before = await names();
+  expect(translog.writebackPosition.sequence).toBeGreaterThan(translog.persistedPosition.sequence);
+  fromBeta(map, report(before.at(-1)!, 0));
+  await run(clock, 3);
+  expect((await names())[0]).toBe(translog.persistedPosition.sequence);
+  await translog.persistPosition();
+  await run(clock, 3);
+  expect(await names()).toEqual([before.at(-1)!]);
+  service.stop();
+  await device.close();
+});
