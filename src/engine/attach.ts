@@ -142,8 +142,8 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
           emergency: device,
           // The kernel driver's own connection is not an opener of /dev/nbdN.
           openConnections: () => Math.max(0, server.connectionCount - (kernel ? 1 : 0)),
-          ...(device.translog.recovery.position
-            ? { continuedFrom: device.translog.recovery.position } : {}),
+          ...(device.translog.continuedFrom
+            ? { continuedFrom: device.translog.continuedFrom } : {}),
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

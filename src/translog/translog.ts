@@ -16,6 +16,7 @@ import {
 import { PayloadRecycler, recycledPayloadBytesMin } from "./payload-recycler.ts";
 import { PositionStore } from "./position-store.ts";
 import { recoverLog, type RecoveryResult } from "./recovery.ts";
+import { resolveContinuedFrom } from "./continued-from.ts";
 import { Writeback } from "./writeback.ts";
 
 export interface TranslogLimits {
@@ -50,6 +51,11 @@ export interface TranslogOptions {
 
 export interface Translog extends BlockDevice {
   readonly recovery: RecoveryResult;
+  /**
+   * The end of the log this host's own logfiles continue, durable across restarts (the split
+   * point of its history; src/translog/continued-from.ts). Undefined: a new history.
+   */
+  readonly continuedFrom: LogPosition | undefined;
   /** Every record before this is on the backing disk (durable after the next persist). */
   readonly writebackPosition: LogPosition;
   /**
@@ -96,6 +102,7 @@ export async function openTranslog(options: TranslogOptions): Promise<Translog> 
   if (recovery.position && !samePosition(recovery.position, store.current)) {
     await store.write(recovery.position);
   }
+  const continuedFrom = await resolveContinuedFrom(storage, directory, options.host, recovery);
   const writer = await LogWriter.start({
     storage, clock: options.clock, directory, resource: options.resource, origin: options.host,
     ...(options.codec ? { codec: options.codec } : {}),
@@ -108,7 +115,8 @@ export async function openTranslog(options: TranslogOptions): Promise<Translog> 
   }, recovery.start);
   const start = { sequence: recovery.start.logfileSequence, offsetBytes: logfileHeaderBytes };
   if (!recovery.position) await store.write(start);
-  return new TranslogDevice(options, limits, writer, store, recovery, recovery.position ?? start);
+  return new TranslogDevice(options, limits, writer, store, recovery, recovery.position ?? start,
+    continuedFrom);
 }
 
 function samePosition(left: LogPosition, right: LogPosition | undefined): boolean {
@@ -148,6 +156,7 @@ class TranslogDevice implements Translog {
     private readonly store: PositionStore,
     readonly recovery: RecoveryResult,
     start: LogPosition,
+    readonly continuedFrom: LogPosition | undefined,
   ) {
     this.sizeBytes = options.backing.sizeBytes;
     this.capabilities = capabilitiesOver(options.backing, limits.overlayBytesMax);

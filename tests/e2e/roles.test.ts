@@ -260,3 +260,44 @@ test("a split brain whose winner no longer has its log from the split point: the
   const digests = await diskDigests(cluster);
   expect(digests.alpha).toBe(digests.beta!);
 }, 150_000);
+
+test("a loser that stopped before the winner's restart is still found: the split point the " +
+  "winner publishes survives its restart (view shows the split brain, wait-sync 5)", async () => {
+  const root = testRoot("mars-e2e-roles-winner-restart-");
+  const cluster = await replicationCluster(root, ["alpha", "beta"]);
+  const [alpha, beta] = [cluster.primary, ...cluster.secondaries] as EngineHandle[];
+  const resource = cluster.resource;
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  let device = await openExport(alpha!, resource);
+  await new ContinuousWriter(0, 1, 4).runTo(device, 100);
+  ok("wait-sync", await alpha!.mars("wait-sync", "--all", "--timeout", "60"));
+  // beta stops fetching: alpha's tail from here on is its divergent history.
+  ok("pause-fetch", await beta!.mars("pause-fetch", resource));
+  await new ContinuousWriter(100, 2, 4).runTo(device, 200);
+  await alpha!.kill();
+  await device.close().catch(() => {});
+  // alpha neither repairs nor fetches when it returns: only the roles check can find it.
+  ok("pause-sync (engine down)", await alpha!.mars("pause-sync", resource));
+  ok("pause-fetch (engine down)", await alpha!.mars("pause-fetch", resource));
+  ok("primary --force", await beta!.mars("primary", "--force", resource, "--timeout", "30"));
+  device = await openExport(beta!, resource);
+  await new ContinuousWriter(300, 3, 4).runTo(device, 400);
+  await device.close();
+  // The winner restarts: its own logfile is now the last one it recovers.
+  expect(await beta!.stop()).toBe(0);
+  await beta!.start();
+  const socket = `${join(beta!.home, "resources", resource)}.nbd.sock`;
+  await eventually(async () => existsSync(socket), 20_000);
+  device = await openExport(beta!, resource);
+  await new ContinuousWriter(400, 4, 4).runTo(device, 420);
+  await alpha!.start();
+  await eventually(async () =>
+    (await viewJson(alpha!)).resources[0]?.splitBrains?.alpha !== undefined, 20_000);
+  const found = (await viewJson(alpha!)).resources[0].splitBrains.alpha;
+  console.log(`split brain after the winner's restart: ${JSON.stringify(found)}`);
+  expect(found.primary).toBe("beta");
+  const waited = await alpha!.mars("wait-sync", resource, "--timeout", "10");
+  expect(waited.exitCode).toBe(5);
+  await device.close();
+  for (const engine of [alpha!, beta!]) expect(await engine.stop()).toBe(0);
+}, 150_000);
