@@ -38,6 +38,8 @@ export interface EngineOptions {
   readonly timing?: ClusterTiming;
   /** Free-space thresholds and retention limits (docs/log-lifetime.md). */
   readonly lifetime?: LifetimeSettings;
+  /** Bytes per second each replica may fetch; 0 or absent = unlimited. */
+  readonly fetchRateBytesPerSecondMax?: number;
 }
 
 export class Engine {
@@ -73,6 +75,7 @@ export class Engine {
         map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
         network: effects.network, context: node.context,
         addressOf: (host) => addressOf(node, host),
+        fetchRateBytesPerSecondMax: options.fetchRateBytesPerSecondMax ?? 0,
         log: (level, event, fields) => logger.log(level, event, fields),
       });
       node.logSessions = (session) => replication.serve(session);

@@ -15,7 +15,7 @@ import { chainDigestOfFile, type LocalLogfile } from "./log-files.ts";
 import {
   createCopy, joinBytes, lastBytes, loadLocalCopies, truncateCopy, type LocalCopy,
 } from "./local-copies.ts";
-import { fetchWindowBytesMax, type LogExtent } from "./log-server.ts";
+import { fetchWindowBytesMax, windowForRate, type LogExtent } from "./log-server.ts";
 import { readExactly } from "./record-cursor.ts";
 
 /** After a local write failure (disk full, I/O error) fetching is tried again this much later. */
@@ -235,6 +235,7 @@ export class Fetcher {
     session.send({
       type: "log-fetch", resource: this.options.resource, sequence: this.sequence, origin,
       offset: this.receivedBytes, tail: this.tail, verify: this.verifyNext,
+      windowBytes: windowForRate(this.options.rateBytesPerSecondMax),
     });
     const number = this.sessionNumber;
     return {
@@ -495,3 +496,4 @@ export class Fetcher {
     if (!this.ackTimer) send();
   }
 }
+

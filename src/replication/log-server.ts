@@ -14,6 +14,15 @@ import type { TailWatcher } from "./tail-watcher.ts";
 
 /** Bytes sent but not yet acknowledged as durable by the fetcher (the pipelining window). */
 export const fetchWindowBytesMax = 64 * 1024 * 1024;
+
+/**
+ * The window a fetcher asks for: an unlimited one takes the server's default (0); a limited
+ * one a quarter second of its rate, so a burst cannot arrive much faster than the limit.
+ */
+export function windowForRate(rateBytesPerSecondMax: number): number {
+  if (rateBytesPerSecondMax <= 0) return 0;
+  return Math.max(logChunkBytesMax, Math.floor(rateBytesPerSecondMax / 4));
+}
 /** How often the server tells an active fetcher its durable end and what is pending. */
 export const statusIntervalMs = 250;
 /** How often it looks while the stream is idle; an unchanged status is repeated this often. */
@@ -103,6 +112,7 @@ class ServedStream {
   private file: { sequence: number; fd: number; path: string } | undefined;
   private sentBytes = 0;
   private ackedBytes = 0;
+  private windowBytes = fetchWindowBytesMax;
   private pumping = false;
   private blocked = false;
   private stopped = false;
@@ -143,6 +153,8 @@ class ServedStream {
   private async begin(request: Extract<Message, { type: "log-fetch" }>): Promise<void> {
     const source = this.context.source(request.resource);
     if (!source) return this.refuse("not-found", `resource '${request.resource}' not served`);
+    this.windowBytes = request.windowBytes === 0 ? fetchWindowBytesMax
+      : Math.min(fetchWindowBytesMax, Math.max(logChunkBytesMax, request.windowBytes));
     const local = await source.logfile(request.sequence);
     if (local && request.origin !== "" && local.origin !== request.origin) {
       return this.refuse("split-brain", `logfile ${request.sequence} was written by ` +
@@ -225,7 +237,7 @@ class ServedStream {
   private async pump(): Promise<void> {
     const source = this.source!;
     while (!this.stopped && !this.blocked) {
-      const room = fetchWindowBytesMax - (this.sentBytes - this.ackedBytes);
+      const room = this.windowBytes - (this.sentBytes - this.ackedBytes);
       assert(room >= 0, "bytes in flight within the fetch window");
       if (room === 0) return;
       const extent = await source.extent(this.sequence);

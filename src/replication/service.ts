@@ -34,6 +34,8 @@ export interface ReplicationServiceOptions {
   readonly context: ChannelContext;
   /** Where a member's engine listens, from its member key. */
   readonly addressOf: (host: string) => Address | undefined;
+  /** Bytes per second each replica may fetch; 0 or absent = unlimited. */
+  readonly fetchRateBytesPerSecondMax?: number;
   readonly log: (level: "info" | "warn" | "error", event: string,
     fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
 }
@@ -105,6 +107,7 @@ export class ReplicationService {
     const replica = await Replica.open({
       resource, disk, directory, storage: this.options.storage, clock: this.options.clock,
       network: this.options.network, context: this.options.context,
+      fetchRateBytesPerSecondMax: this.options.fetchRateBytesPerSecondMax ?? 0,
       log: (level, event, fields) => this.log(level, event, { resource, ...fields }),
       changed: () => {},
     });

@@ -29,7 +29,7 @@ export type Message =
   | { type: "joined"; time: number }
   // --- the "log" channel (src/replication, docs/replication.md) ---
   | { type: "log-fetch"; resource: string; sequence: number; origin: string; offset: number;
-      tail: Uint8Array; verify: boolean; time: number }
+      tail: Uint8Array; verify: boolean; windowBytes: number; time: number }
   | { type: "log-ack"; bytes: number; time: number }
   | { type: "log-data"; sequence: number; offset: number; compressed: boolean;
       bytes: Uint8Array; rawBytes: number; checksum: number; time: number }
@@ -155,7 +155,10 @@ export function parseMessage(value: unknown): Message {
     case "log-fetch": return { type: "log-fetch", resource: text(record.resource, "resource"),
       sequence: count(record.sequence, "sequence"), origin: text(record.origin, "origin"),
       offset: count(record.offset, "offset"), tail: logTail(record.tail),
-      verify: record.verify === true, time };
+      verify: record.verify === true,
+      // Bytes the fetcher lets be in flight (a rate-limited one asks for less); 0 = default.
+      windowBytes: record.windowBytes === undefined ? 0 : count(record.windowBytes, "windowBytes"),
+      time };
     case "log-ack": return { type: "log-ack", bytes: count(record.bytes, "bytes"), time };
     case "log-data": return logData(record, time);
     case "log-finished": return { type: "log-finished", sequence: count(record.sequence,

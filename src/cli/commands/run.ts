@@ -29,6 +29,10 @@ export default defineCommand({
       type: "string", valueHint: "WARN,TRIM,STOP-FETCH,EMERGENCY",
       description: "Free-space floors of the home in percent (default 20,10,5,2)",
     },
+    "fetch-rate-limit": {
+      type: "string", valueHint: "BYTES_PER_SECOND",
+      description: "Most bytes per second each replica fetches (default 0 = unlimited)",
+    },
     "retention-lag": {
       type: "string", valueHint: "BYTES,SECONDS",
       description: "A member further behind stops holding logfiles (default 64 GiB, 3 days)",
@@ -41,6 +45,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
+    const fetchRateBytesPerSecondMax = fetchRateLimit(args["fetch-rate-limit"]);
     const format = (args["log-format"] ?? "text") as LogFormat;
     if (format !== "text" && format !== "json") {
       throw new MarsError("usage", `--log-format is text or json, not '${format}'`);
@@ -77,6 +82,7 @@ export default defineCommand({
       : undefined;
     const engine = await Engine.start({
       homePath: options.home, effects, logger, lifetime: lifetimeSettings(args),
+      fetchRateBytesPerSecondMax,
       // One pool for every export of this process: it lives as long as the process.
       attacher: directAttacher({
         ...effects, payloadBuffers: createPayloadPool(), ...(kernel ? { kernel } : {}),
@@ -122,4 +128,14 @@ function lifetimeSettings(args: Record<string, unknown>): LifetimeSettings {
     retention: lag ? { lagBytesMax: lag[0]!, lagAgeMsMax: lag[1]! * 1000 }
       : defaultLifetimeSettings.retention,
   };
+}
+
+/** --fetch-rate-limit: a whole number of bytes per second; 0 means unlimited. */
+function fetchRateLimit(text: unknown): number {
+  if (text === undefined) return 0;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new MarsError("usage", "--fetch-rate-limit takes a whole number of bytes per second");
+  }
+  return value;
 }
