@@ -26,6 +26,7 @@ export function topLevelHelp(version: string): string {
     lines.push(`  ${flag.padEnd(optionWidth)}${description}`);
   }
   lines.push("", "Exit codes: 0 ok, 1 operational error, 2 usage, 3 timeout, 4 refused,");
-  lines.push("            5 split brain, 6 emergency mode, 7 defective log (docs/exit-codes.md)");
+  lines.push("            5 split brain, 6 emergency mode, 7 defective log, 8 unknown resource");
+  lines.push("            or host, 9 authentication refused (docs/exit-codes.md)");
   return lines.join("\n");
 }
