@@ -30,6 +30,10 @@ test("a flipped byte in a secondary's logfile stops replay there; re-fetch repai
     const root = testRoot("mars-e2e-replication-defect-");
     const cluster = await replicationCluster(root, ["alpha", "beta"]);
     const [beta] = cluster.secondaries as [EngineHandle];
+    // The join's full sync must be over first, or the writes below reach beta through the
+    // sync's copy instead of the log whose byte the test flips.
+    const synced = await cluster.primary.mars("wait-sync", "r1", "--all", "--timeout", "60");
+    expect(synced.exitCode).toBe(0);
     expect((await beta.mars("pause-replay", "r1")).exitCode).toBe(0);
     await fioWrite(cluster.uri, "8M", root);
     // Reports are published every 500 ms: wait until the primary's log end stands still and
@@ -141,10 +145,18 @@ test("with the primary gone, a secondary fetches from a member that is further a
     const cluster = await replicationCluster(root, ["alpha", "beta", "gamma"]);
     const [beta, gamma] = cluster.secondaries as [EngineHandle, EngineHandle];
     expect((await gamma.mars("pause-fetch", "r1")).exitCode).toBe(0);
+    await eventually(async () => (await replicationOf(gamma))?.fetchState === "paused", 5_000);
     await fioWrite(cluster.uri, "8M", root);
     expect((await cluster.primary.mars("wait-sync", "r1", "--timeout", "30")).exitCode).toBe(0);
     const waited = await beta.mars("wait-sync", "r1", "--timeout", "30");
     expect(waited.exitCode).toBe(0);
+    // gamma's wait-sync targets the primary's log end as gamma last heard it (its fetch is
+    // paused, so only the published report tells it): let that report reach gamma first.
+    const primaryEnd = JSON.stringify((await replicationOf(cluster.primary)).logEnd);
+    await eventually(async () => {
+      const replicas = (await viewJson(gamma)).resources[0].replicas;
+      return JSON.stringify(replicas.alpha?.logEnd) === primaryEnd;
+    }, 10_000);
     expect(await cluster.primary.stop()).toBe(0);
     const target = (await replicationOf(beta)).replayed as LogPosition;
     const timedOut = await gamma.mars("wait-sync", "r1", "--timeout", "1");

@@ -18,6 +18,9 @@ test("--fetch-rate-limit bounds a replica's fetch rate; the disks still end equa
   const cluster = await replicationCluster(root, ["alpha", "beta"], {
     runArgs: ["--fetch-rate-limit", String(rateBytesPerSecond)],
   });
+  // The join's full sync copies without the limit: let it end before the measured writes.
+  const synced = await cluster.primary.mars("wait-sync", "r1", "--all", "--timeout", "60");
+  expect(synced.exitCode).toBe(0);
   const started = performance.now();
   await fioWrite(cluster.uri, "8M", root, ["--verify_state_save=0"]);
   const waited = await cluster.primary.mars("wait-sync", "--all", "--timeout", "60");

@@ -74,6 +74,12 @@ export async function replicationCluster(
   }
   const socket = `${join(primary.home, "resources", resource)}.nbd.sock`;
   await eventually(async () => existsSync(socket), 5_000);
+  // Every joiner's first full sync is done before the test writes: a replica is consistent
+  // only from then on, and data written meanwhile would reach it through the sync's copy
+  // instead of the log the tests exercise.
+  if (secondaries.length > 0) {
+    check("wait-sync", await primary.mars("wait-sync", resource, "--all", "--timeout", "60"));
+  }
   return {
     root, primary, secondaries, resource, disks,
     uri: `nbd+unix:///${resource}?socket=${socket}`,
