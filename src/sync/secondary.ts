@@ -31,10 +31,8 @@ export const catchUpCheckIntervalMs = 250;
  */
 export const clusterSyncsMax = 4;
 
-export interface SecondarySyncOptions {
-  readonly resource: string;
-  readonly disk: string;
-  readonly directory: string;
+/** What the sync service and each secondary's sync are handed (the same effects). */
+export interface SyncEffects {
   readonly map: MetadataMap;
   readonly host: string;
   readonly storage: Storage;
@@ -45,6 +43,12 @@ export interface SecondarySyncOptions {
   readonly replication: Pick<ReplicationService, "attachSecondary" | "replica">;
   readonly log: (level: "info" | "warn" | "error", event: string,
     fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
+}
+
+export interface SecondarySyncOptions extends SyncEffects {
+  readonly resource: string;
+  readonly disk: string;
+  readonly directory: string;
   readonly syncsRunning: () => number;
   readonly publish: (report: ReplicationReport) => void;
   readonly clusterSyncsMax?: number;

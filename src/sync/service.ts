@@ -1,14 +1,13 @@
 /** The engine's full sync: serves primaries' device views, runs syncs before a replica replays. */
 import { keys } from "../cluster/keys.ts";
 import { MarsError } from "../lib/errors.ts";
-import type { MetadataMap } from "../cluster/metadata-map.ts";
 import type { BlockDevice } from "../block/types.ts";
-import type { Address, Clock, Network, Storage, TimerHandle } from "../platform/types.ts";
+import type { TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService, PrimaryLog } from "../replication/service.ts";
-import type { ChannelContext, Session, SessionHandlers } from "../transport/channel.ts";
+import type { Session, SessionHandlers } from "../transport/channel.ts";
 import { serveSyncSession } from "./remote.ts";
-import { SecondarySync } from "./secondary.ts";
+import { SecondarySync, type SyncEffects } from "./secondary.ts";
 import { localSyncSource } from "./source.ts";
 import type { SyncPeer } from "./full-sync.ts";
 import type { SyncMessage } from "./wire.ts";
@@ -18,20 +17,7 @@ export const logGoneCheckIntervalMs = 1000;
 /** Sync sessions one source serves at once. */
 export const sourceSessionsMax = 16;
 
-export type LogFunction = (level: "info" | "warn" | "error", event: string,
-  fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
-
-export interface SyncServiceOptions {
-  readonly map: MetadataMap;
-  readonly host: string;
-  readonly storage: Storage;
-  readonly clock: Clock;
-  readonly network: Network;
-  readonly context: ChannelContext;
-  readonly addressOf: (host: string) => Address | undefined;
-  readonly replication: Pick<ReplicationService, "attachSecondary" | "replica">;
-  readonly log: LogFunction;
-}
+export type SyncServiceOptions = SyncEffects;
 
 export class SyncService {
   private readonly sources = new Map<string, SyncPeer>();
