@@ -18,7 +18,8 @@ export interface KeyWrite {
 
 export type ControlRequest =
   | { readonly op: "state" }
-  | { readonly op: "positions" }
+  /** Where the logs of `resources` end now (wait-sync's targets; all resources if absent). */
+  | { readonly op: "positions"; readonly resources?: readonly string[] }
   | { readonly op: "write"; readonly writes: readonly KeyWrite[] };
 
 export interface PeerState {
@@ -39,14 +40,24 @@ export interface ControlState {
 export type ControlReply =
   | { readonly ok: true; readonly state?: ControlState;
       /** Per resource, where its log ends as this engine knows it now (wait-sync). */
-      readonly positions?: Readonly<Record<string, LogPosition>> }
+      readonly positions?: Readonly<Record<string, LogPosition>>;
+      /** Resources whose position is only the last one reported, not the primary's now: why. */
+      readonly estimated?: Readonly<Record<string, string>> }
   | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
 
 /** Checks a decoded request; anything else is a protocol error. */
 export function parseControlRequest(value: unknown): ControlRequest {
   const record = value as { op?: unknown; writes?: unknown } | null;
   if (record?.op === "state") return { op: "state" };
-  if (record?.op === "positions") return { op: "positions" };
+  if (record?.op === "positions") {
+    const resources = (value as { resources?: unknown }).resources;
+    if (resources === undefined) return { op: "positions" };
+    if (Array.isArray(resources) && resources.length <= controlWritesMax &&
+      resources.every((name) => typeof name === "string")) {
+      return { op: "positions", resources: resources as string[] };
+    }
+    throw new MarsError("protocol", "positions: resources is a list of names");
+  }
   if (record?.op === "write" && Array.isArray(record.writes) &&
     record.writes.length <= controlWritesMax) {
     const writes = record.writes.map((write: unknown) => {
@@ -68,8 +79,10 @@ export class ControlServer {
     private readonly logger: Logger,
     /** Called after desired state changed, so the engine reconciles at once. */
     private readonly changed: () => void,
-    /** Where each resource's log ends as this engine knows it (replication). */
-    private readonly positions: () => Record<string, LogPosition> = () => ({}),
+    /** Where the resources' logs end now (replication and sync: asks the primaries). */
+    private readonly positions: (resources: readonly string[] | undefined) => Promise<{
+      positions: Record<string, LogPosition>; estimated: Record<string, string> }> =
+      async () => ({ positions: {}, estimated: {} }),
   ) {}
 
   async start(path: string): Promise<void> {
@@ -101,7 +114,9 @@ export class ControlServer {
     try {
       const request = parseControlRequest(value);
       if (request.op === "state") return { ok: true, state: this.state() };
-      if (request.op === "positions") return { ok: true, positions: this.positions() };
+      if (request.op === "positions") {
+        return { ok: true, ...await this.positions(request.resources) };
+      }
       for (const write of request.writes) {
         if (write.value === undefined) this.node.map.delete(write.key);
         else this.node.map.set(write.key, write.value);

@@ -117,7 +117,7 @@ export class Engine {
       });
       repair.start();
       const control = new ControlServer(node, effects.network, logger, () => resources.request(),
-        () => replication.positions());
+        (names) => sync.logEnds(names ?? resourceNames(node.map), replication.positions()));
       await effects.storage.files.remove(home.file(homeFiles.control));
       await control.start(home.file(homeFiles.control));
       const address = await node.start();

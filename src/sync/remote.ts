@@ -120,6 +120,15 @@ export function serveSyncSession(wire: SyncWire, lookup: SyncSourceLookup) {
     });
   };
   return (message: SyncMessage): void => {
+    if (message.type === "sync-log-end") {
+      // A lone question (wait-sync's target): the log made durable to its end, and that end.
+      const found = lookup(message.resource);
+      if ("code" in found) return refuse(found.code, found.reason);
+      return guarded(async () => {
+        const end = await found.endPosition();
+        wire.send({ type: "sync-ended", sequence: end.sequence, offset: end.offsetBytes });
+      });
+    }
     if (message.type === "sync-begin") {
       const found = lookup(message.resource);
       if ("code" in found) return refuse(found.code, found.reason);

@@ -1,11 +1,13 @@
 /** The engine's full sync: serves primaries' device views, runs syncs before a replica replays. */
 import { keys } from "../cluster/keys.ts";
-import { MarsError } from "../lib/errors.ts";
+import { isMarsError, MarsError } from "../lib/errors.ts";
 import type { BlockDevice } from "../block/types.ts";
+import type { LogPosition } from "../log/position.ts";
 import type { TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService, PrimaryLog } from "../replication/service.ts";
 import type { Session, SessionHandlers } from "../transport/channel.ts";
+import { askLogEnd } from "./log-end.ts";
 import { serveSyncSession } from "./remote.ts";
 import { SecondarySync, type SyncEffects } from "./secondary.ts";
 import { localSyncSource } from "./source.ts";
@@ -18,6 +20,13 @@ export const logGoneCheckIntervalMs = 1000;
 export const sourceSessionsMax = 16;
 
 export type SyncServiceOptions = SyncEffects;
+
+/** wait-sync's targets: each resource's log end, asked of its primary when the call began. */
+export interface LogEnds {
+  readonly positions: Record<string, LogPosition>;
+  /** Resources whose position is only the last one reported (the primary was not asked): why. */
+  readonly estimated: Record<string, string>;
+}
 
 export class SyncService {
   private readonly sources = new Map<string, SyncPeer>();
@@ -104,6 +113,42 @@ export class SyncService {
       this.secondaries.delete(resource);
       await secondary.stop();
     };
+  }
+
+  /**
+   * Each resource's log end now: this host's own when it is the primary, else asked of the
+   * primary (which makes its log durable to there first). When the primary cannot be asked,
+   * `known` (the end last reported to this host) stands in, and `estimated` says why.
+   */
+  async logEnds(resources: readonly string[], known: Record<string, LogPosition>):
+    Promise<LogEnds> {
+    const positions: Record<string, LogPosition> = {};
+    const estimated: Record<string, string> = {};
+    await Promise.all(resources.map(async (resource) => {
+      const primary = this.options.map.get(keys.primary(resource));
+      const address = typeof primary === "string" && primary !== this.options.host
+        ? this.options.addressOf(primary) : undefined;
+      let problem: string;
+      if (typeof primary !== "string" || primary === "") problem = "no designated primary";
+      else if (primary === this.options.host) {
+        const own = known[resource];
+        if (own) return void (positions[resource] = own);
+        problem = "this host is the primary but does not export it yet";
+      } else if (!address) problem = `no address for ${primary}`;
+      else {
+        try {
+          positions[resource] = await askLogEnd(this.options, address, resource);
+          return;
+        } catch (error) {
+          if (!isMarsError(error)) throw error;
+          problem = error.message;
+        }
+      }
+      const last = known[resource];
+      if (last) positions[resource] = last;
+      estimated[resource] = problem;
+    }));
+    return { positions, estimated };
   }
 
   /** The replica of `resource` once it replays (for ReplicationService's other users). */

@@ -11,6 +11,8 @@ export type SyncMessage =
   | { type: "sync-blocks"; offset: number; indexes: Uint8Array; compressed: Uint8Array;
       time: number }
   | { type: "sync-end"; time: number }
+  // wait-sync's target: the primary's log end now (answered with sync-ended, no sync begun)
+  | { type: "sync-log-end"; resource: string; time: number }
   | { type: "sync-ended"; sequence: number; offset: number; time: number }
   | { type: "sync-refused"; code: string; reason: string; time: number };
 
@@ -63,6 +65,8 @@ export function parseSyncMessage(
       indexes: bytes(record.indexes, chunkBlocksMax * 4, "indexes"),
       compressed: bytes(record.compressed, compressedBytesMax, "blocks"), time };
     case "sync-end": return { type: "sync-end", time };
+    case "sync-log-end": return { type: "sync-log-end", resource: text(record.resource,
+      "resource"), time };
     case "sync-ended": return { type: "sync-ended", sequence: count(record.sequence, "sequence"),
       offset: count(record.offset, "offset"), time };
     case "sync-refused": return { type: "sync-refused", code: text(record.code, "code"),

@@ -3,7 +3,7 @@ import { defineCommand } from "citty";
 import { MarsError } from "../../lib/errors.ts";
 import { keys } from "../../cluster/keys.ts";
 import type { LogPosition } from "../../log/position.ts";
-import { positionText } from "../../log/position.ts";
+import { comparePositions, positionText } from "../../log/position.ts";
 import {
   asReport, lagSeconds, replicaReached, terminalCode, type ReplicationReport,
 } from "../../replication/report.ts";
@@ -46,9 +46,9 @@ export const waitSync = defineCommand({
         throw new MarsError("engine", "the engine is not running on this host (mars run)");
       }
       const names = args.resource ? admin.resources(args.resource) : resourceNames(admin.map);
-      const waited = await targets(admin, names, args.all === true);
       const deadline = Date.now() + options.timeoutSeconds * 1000;
       const printer = new Printer(options.json, process.stderr.isTTY === true);
+      const waited = await targets(admin, names, args.all === true, printer);
       for (;;) {
         const state = await admin.refresh();
         const reports = new Map<string, ReplicationReport | undefined>();
@@ -72,29 +72,40 @@ export const waitSync = defineCommand({
   },
 });
 
-/** Each waited replica with the log position it must reach (the log end at call time). */
-async function targets(admin: AdminSession, names: string[], all: boolean): Promise<Waited[]> {
+/**
+ * Each waited replica with the log position it must reach: the primary's log end when the call
+ * began, which the engine asks the primary for. When it cannot (the primary unreachable), the
+ * last end reported here stands in, and the printer says so: that target may be up to a report
+ * interval old.
+ */
+async function targets(
+  admin: AdminSession, names: string[], all: boolean, printer: Printer,
+): Promise<Waited[]> {
   const reply = await askEngine(admin.effects.network, admin.home.file(homeFiles.control),
-    { op: "positions" });
+    { op: "positions", resources: names });
   const known = reply.ok ? reply.positions ?? {} : {};
+  const estimated = reply.ok ? reply.estimated ?? {} : {};
   const waited: Waited[] = [];
   for (const resource of names) {
     const primary = admin.map.get(keys.primary(resource));
-    const published = typeof primary === "string" && primary !== ""
-      ? asReport(admin.map.get(keys.replication(resource, primary)))?.logEnd ?? undefined
-      : undefined;
-    const candidates = [known[resource], published].filter((item) => item !== undefined);
-    const target = candidates.sort((left, right) => right.sequence - left.sequence ||
-      right.offsetBytes - left.offsetBytes)[0];
     const hosts = admin.membersOf(resource).filter((host) => host !== primary &&
       (all || host === admin.host));
-    for (const host of hosts) {
+    if (hosts.length === 0) continue;
+    let target = known[resource];
+    const reason = estimated[resource];
+    if (reason !== undefined || !target) {
+      const published = typeof primary === "string" && primary !== ""
+        ? asReport(admin.map.get(keys.replication(resource, primary)))?.logEnd ?? undefined
+        : undefined;
+      target = [target, published].filter((item) => item !== undefined)
+        .sort((left, right) => comparePositions(right, left))[0];
       if (!target) {
         throw new MarsError("refused", `${resource}: no primary log position is known ` +
-          "(no designated primary, or it has not reported yet)");
+          `(${reason ?? "no designated primary, or it has not reported yet"})`);
       }
-      waited.push({ resource, host, target });
+      printer.estimatedTarget(resource, target, reason ?? "the engine did not say");
     }
+    for (const host of hosts) waited.push({ resource, host, target });
   }
   return waited;
 }
@@ -159,6 +170,16 @@ class Printer {
     } else {
       console.log(`${item.resource} on ${item.host}: ${state}` +
         (replayed ? ` replayed=${replayed} target=${positionText(item.target)}` : ""));
+    }
+  }
+
+  /** The primary could not be asked: the target is the last end reported here. */
+  estimatedTarget(resource: string, target: LogPosition, reason: string): void {
+    if (this.json) {
+      console.log(JSON.stringify({ resource, target, targetExact: false, reason }));
+    } else {
+      process.stderr.write(`${resource}: waiting for ${positionText(target)}, the last log end ` +
+        `reported here (the primary was not asked: ${reason})\n`);
     }
   }
 

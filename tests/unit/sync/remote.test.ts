@@ -108,3 +108,25 @@ test("a cursor from another source is not resumed: the copy starts again", async
   expect(outcome.cursor.startPosition).toEqual({ sequence: 2, offsetBytes: 500 });
   expect(Buffer.compare(source.bytes, target.bytes)).toBe(0);
 });
+
+test("sync-log-end alone: the source answers its log end, an unknown resource is refused", () => {
+  const { lookup } = devices();
+  const sent: SyncMessage[] = [];
+  let closed = false;
+  const wire: SyncWire = {
+    send: (message) => (sent.push({ ...message, time: 1 } as SyncMessage), true),
+    close: () => void (closed = true),
+  };
+  const receive = serveSyncSession(wire, lookup);
+  const question = parseSyncMessage(
+    decodeCbor(encodeCbor({ type: "sync-log-end", resource: "r", time: 1 })) as
+      Record<string, unknown>, 1)!;
+  receive(question);
+  return Bun.sleep(1).then(() => {
+    expect(sent).toEqual([{ type: "sync-ended", sequence: 2, offset: 500, time: 1 }]);
+    expect(closed).toBe(false);
+    receive({ type: "sync-log-end", resource: "r9", time: 1 });
+    expect(sent.at(-1)).toMatchObject({ type: "sync-refused", code: "unknown-resource" });
+    expect(closed).toBe(true);
+  });
+});
