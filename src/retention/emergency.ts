@@ -4,7 +4,9 @@ import { isMarsError } from "../lib/errors.ts";
 import type {
   BlockCapabilities, BlockDevice, WriteFlags, ZeroFlags,
 } from "../block/types.ts";
+import { recordRangeBytesMax } from "../log/format.ts";
 import type { Translog } from "../translog/translog.ts";
+import { writeChargeBytes, type SpaceGuard } from "./space-guard.ts";
 
 export type EmergencyMode = "logging" | "entering" | "direct" | "leaving";
 
@@ -27,6 +29,11 @@ export class EmergencyDevice implements BlockDevice {
   private idle: (() => void) | undefined;
   private gate: Promise<void> | undefined;
   private waiters = 0;
+  private guard: SpaceGuard | undefined;
+  /** Told when a write finds no room in the home's log space (before the mode switches). */
+  private onShortOfSpace: ((bytes: number) => void) | undefined;
+  /** Why entering emergency mode for lack of space failed: writes then go to the log as is. */
+  private spaceEntryProblem: unknown;
 
   constructor(readonly translog: Translog, private readonly disk: BlockDevice) {
     assert(disk.sizeBytes >= translog.sizeBytes, "the direct handle covers the device");
@@ -57,7 +64,8 @@ export class EmergencyDevice implements BlockDevice {
   }
 
   write(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.route((device) => device.write(offset, data, flags));
+    return this.route((device) => device.write(offset, data, flags),
+      writeChargeBytes(data.length));
   }
 
   flush(): Promise<void> {
@@ -65,11 +73,29 @@ export class EmergencyDevice implements BlockDevice {
   }
 
   trim(offset: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
-    return this.route((device) => device.trim(offset, lengthBytes, flags));
+    return this.route((device) => device.trim(offset, lengthBytes, flags),
+      rangeChargeBytes(lengthBytes));
   }
 
   writeZeroes(offset: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
-    return this.route((device) => device.writeZeroes(offset, lengthBytes, flags));
+    return this.route((device) => device.writeZeroes(offset, lengthBytes, flags),
+      rangeChargeBytes(lengthBytes));
+  }
+
+  /**
+   * From now on every logged request is first admitted by `guard`; one that finds no room puts
+   * this resource into emergency mode and goes straight to the disk (no log write can then fail
+   * for lack of space). `short` is told first. The result stops guarding.
+   */
+  guardSpace(guard: SpaceGuard, short: (bytes: number) => void): () => void {
+    const unregister = guard.register(this);
+    this.guard = guard;
+    this.onShortOfSpace = short;
+    return () => {
+      unregister();
+      this.guard = undefined;
+      this.onShortOfSpace = undefined;
+    };
   }
 
   /**
@@ -115,6 +141,41 @@ export class EmergencyDevice implements BlockDevice {
     await this.disk.close();
   }
 
+  /**
+   * Waits at the gate; then, for a logged request, for the guard's admission: the bytes charged
+   * (0 when nothing was). No room: emergency mode starts, and the request waits for it.
+   */
+  private async admit(chargeBytes: number): Promise<number> {
+    for (;;) {
+      while (this.gate) {
+        assert(this.waiters < gateWaitersMax, "requests waiting at the gate within their limit");
+        this.waiters++;
+        await this.gate.finally(() => this.waiters--);
+      }
+      const guard = this.guard;
+      if (this.mode !== "logging" || chargeBytes === 0 || !guard ||
+        this.spaceEntryProblem !== undefined) return 0;
+      const verdict = guard.admit(this, chargeBytes);
+      const fits = typeof verdict === "boolean" ? verdict : await verdict;
+      if (fits && !this.gate && this.mode === "logging") return chargeBytes;
+      if (fits) {
+        guard.settle(this, chargeBytes); // the mode changed while measuring: decide again
+        continue;
+      }
+      if (!this.gate && this.mode === "logging") this.enterForSpace(chargeBytes);
+    }
+  }
+
+  /** Starts emergency mode because a write found no room (the gate holds requests at once). */
+  private enterForSpace(chargeBytes: number): void {
+    this.onShortOfSpace?.(chargeBytes);
+    this.enter().catch((error: unknown) => {
+      // The log could not even be drained: writes go on to the translog, which reports why.
+      this.spaceEntryProblem = error;
+    });
+    assert(this.gate !== undefined, "entering emergency mode holds requests at once");
+  }
+
   private async phase1Quiesce(): Promise<() => void> {
     let open!: () => void;
     this.gate = new Promise<void>((resolve) => { open = resolve; });
@@ -136,17 +197,16 @@ export class EmergencyDevice implements BlockDevice {
     }
   }
 
-  private async route(action: (device: BlockDevice) => Promise<void>): Promise<void> {
-    while (this.gate) {
-      assert(this.waiters < gateWaitersMax, "requests waiting at the gate within their limit");
-      this.waiters++;
-      await this.gate.finally(() => this.waiters--);
-    }
+  private async route(
+    action: (device: BlockDevice) => Promise<void>, chargeBytes = 0,
+  ): Promise<void> {
+    const charged = await this.admit(chargeBytes);
     const device = this.mode === "direct" ? this.disk : this.translog;
     this.inFlight++;
     try {
       await action(device);
     } finally {
+      if (charged > 0) this.guard?.settle(this, charged);
       this.inFlight--;
       if (this.inFlight === 0) {
         const idle = this.idle;
@@ -155,4 +215,9 @@ export class EmergencyDevice implements BlockDevice {
       }
     }
   }
+}
+
+/** The record headers a trim or write-zeroes of `lengthBytes` appends (one per piece). */
+function rangeChargeBytes(lengthBytes: number): number {
+  return writeChargeBytes(0) * Math.max(1, Math.ceil(lengthBytes / recordRangeBytesMax));
 }

@@ -7,6 +7,7 @@ import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService } from "../replication/service.ts";
 import type { EmergencyDevice } from "./emergency.ts";
+import { SpaceGuard } from "./space-guard.ts";
 import {
   decideRetention, defaultRetentionLimits, trimmable, type LogfileFact, type RetentionLimits,
 } from "./policy.ts";
@@ -53,18 +54,28 @@ interface Registered {
 export class LifetimeService {
   level: SpaceLevel = "ok";
   private readonly resources = new Map<string, Registered>();
+  /** Admits every logged write of this home's primaries (no log append meets ENOSPC). */
+  private readonly guard: SpaceGuard;
   private timer: TimerHandle | undefined;
   private running = false;
   private stopped = false;
 
   constructor(private readonly options: LifetimeServiceOptions) {
+    this.guard = new SpaceGuard(() => options.storage.files.space(options.homePath));
     this.schedule();
   }
 
   /** Registers a primary's log directory and its export (for emergency mode). */
   attachPrimary(resource: string, directory: string, emergency: EmergencyDevice): () => void {
     this.resources.set(resource, { directory, emergency, fetchStopped: false });
-    return () => void this.resources.delete(resource);
+    const unguard = emergency.guardSpace(this.guard, (bytes) => {
+      this.options.log("warn", "emergency-enter", { resource, bytes,
+        reason: "no room left in the home for the log" });
+    });
+    return () => {
+      unguard();
+      this.resources.delete(resource);
+    };
   }
 
   attachSecondary(resource: string, directory: string): () => void {
@@ -94,7 +105,7 @@ export class LifetimeService {
 
   /** One pass: measure, react to the level, then delete what nobody needs. */
   private async pass(): Promise<void> {
-    const space = await this.options.storage.files.space(this.options.homePath);
+    const space = await this.guard.measureNow();
     const previous = this.level;
     this.level = spaceLevel(space.freeBytes, space.totalBytes, previous,
       this.options.settings.thresholds);
@@ -131,8 +142,13 @@ export class LifetimeService {
         await this.resources.get(resource)!.emergency!.enter();
       }
     } else if (levelRank(this.level) < levelRank("stop-fetch")) {
+      let logging = primaries.filter(([, item]) => item.emergency!.mode === "logging").length;
+      const spareBytes = totalBytes * this.options.settings.thresholds.hysteresisFraction;
       for (const [resource, item] of primaries) {
         if (item.emergency!.mode !== "direct") continue;
+        // Not while the guard would send it straight back (each emergency costs a gap).
+        if (!this.guard.roomToLog(freeBytes, logging + 1, spareBytes)) continue;
+        logging++;
         this.options.log("info", "emergency-leave", { resource, freeBytes });
         await item.emergency!.leave();
       }

@@ -26,8 +26,8 @@ async function setUp(positionPersistDelayMs = 1000) {
   });
   const device = new EmergencyDevice(translog, await openFileDevice(storage, "/disk"));
   const map = new MetadataMap("alpha", new LamportClock(() => clock.nowMs()));
-  map.set(keys.primary("r1"), "alpha");
   map.set(keys.resourceMember("r1", "alpha"), { disk: "/disk" });
+  map.set(keys.primary("r1"), "alpha");
   map.apply({ key: keys.resourceMember("r1", "beta"), value: { disk: "/other" }, time: 10,
     host: "beta", seq: 10 });
   const events: string[] = [];
