@@ -53,7 +53,7 @@ export class AdminSession {
       const snapshot = await home.readMetadata();
       if (snapshot) {
         lamport.observe(snapshot.lamportTime);
-        map.restore(snapshot.entries, snapshot.seqHigh);
+        map.restore(snapshot.entries, snapshot.seqHigh, snapshot.held);
       }
       return new AdminSession(home, identity, map, effects, lock, undefined,
         { ...snapshot?.peers });
@@ -78,7 +78,7 @@ export class AdminSession {
     await this.home.writeMetadata({
       format: homeFormat, lamportTime: this.map.clock.time, seqHigh: this.map.seqHigh,
       entries: [...this.map.all()].map(toWire),
-      peers: this.peersProgress as never,
+      peers: this.peersProgress as never, held: this.map.heldEntries(),
     });
   }
 

@@ -59,7 +59,7 @@ export async function joinThroughPeer(request: JoinRequest) {
   const snapshot: MetadataSnapshot = {
     format: homeFormat, lamportTime: lamport.time, seqHigh: map.seqHigh,
     entries: [...map.all()].map(toWire),
-    peers: Object.fromEntries(sync.progress),
+    peers: Object.fromEntries(sync.progress), held: map.heldEntries(),
   };
   const members = map.list("member/").length;
   const resources = map.list("resource/").filter((entry) => entry.key.endsWith("/size")).length;

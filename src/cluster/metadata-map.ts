@@ -1,8 +1,8 @@
 /** The replicated metadata map: newest stamp wins, tombstones for deletions, a local change log. */
 import { assert, assertCount } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
-import { writerMayWrite } from "./keys.ts";
 import { compareStamps, type LamportClock, type Stamp } from "./lamport.ts";
+import { localProblem, membershipResource, remoteVerdict } from "./membership.ts";
 
 /** One key's newest known state; `value` undefined is a tombstone (the key was deleted). */
 export interface Entry {
@@ -11,6 +11,11 @@ export interface Entry {
   readonly stamp: Stamp;
   /** Local sequence number: the order in which this host learned of the entry. */
   readonly seq: number;
+  /**
+   * This host's Lamport time when it learned the entry (a fresh tick, so later than every batch
+   * it had sent before); after a restart the restored clock, which is later still.
+   */
+  readonly learnedTime: number;
 }
 
 /** An entry as it travels between hosts and rests in the snapshot. */
@@ -26,7 +31,12 @@ export interface WireEntry {
 /** A bound on how many entries one host keeps (resources × keys per resource, with headroom). */
 export const entriesMax = 1_000_000;
 
+/** A bound on entries held aside (authors not known as members yet); the oldest go first. */
+export const heldEntriesMax = 10_000;
+
 export type ChangeListener = (entry: Entry) => void;
+/** A remote entry refused or held aside by the membership rule (src/cluster/membership.ts). */
+export type RefusalListener = (entry: WireEntry, reason: string, held: boolean) => void;
 
 export class MetadataMap {
   private readonly entries = new Map<string, Entry>();
@@ -34,6 +44,9 @@ export class MetadataMap {
   private order: { seq: number; key: string }[] = [];
   private seqLast = 0;
   private readonly listeners: ChangeListener[] = [];
+  private readonly refusalListeners: RefusalListener[] = [];
+  /** Remote entries whose author is not known as a member of their resource, per key. */
+  private readonly held = new Map<string, WireEntry>();
 
   constructor(readonly host: string, readonly clock: LamportClock) {}
 
@@ -48,6 +61,10 @@ export class MetadataMap {
 
   onChange(listener: ChangeListener): void {
     this.listeners.push(listener);
+  }
+
+  onRefusal(listener: RefusalListener): void {
+    this.refusalListeners.push(listener);
   }
 
   /** The live value of `key`, or undefined when absent or deleted. */
@@ -86,41 +103,94 @@ export class MetadataMap {
   }
 
   private writeLocal(key: string, value: unknown): Entry {
-    if (!writerMayWrite(key, this.host)) {
-      throw new MarsError("refused", `host ${this.host} may not write key '${key}'`);
+    const problem = localProblem((name) => this.entries.get(name), key, this.host,
+      value === undefined);
+    if (problem) {
+      throw new MarsError("refused", `host ${this.host} may not write key '${key}': ${problem}`);
     }
     const current = this.entries.get(key);
     if (current && current.value !== undefined && sameValue(current.value, value)) return current;
-    const stamp: Stamp = { time: this.clock.tick(), host: this.host };
+    const time = this.clock.tick();
+    const stamp: Stamp = { time, host: this.host };
     if (current) assert(compareStamps(stamp, current.stamp) > 0, "a local write is newest");
-    return this.store(key, value, stamp);
+    return this.store(key, value, stamp, time);
   }
 
   /**
-   * A change learned from a peer: kept only when newer than what is here, and only when its
-   * writer may write that key. Returns whether it changed the map.
+   * A change learned from a peer: kept only when newer than what is here and when its author
+   * may write that key (src/cluster/membership.ts). An author not known as a member of the
+   * key's resource is held aside and judged again when its membership changes. Returns
+   * whether it changed the map.
    */
   apply(remote: WireEntry): boolean {
     assertCount(remote.time, "entry time");
     this.clock.observe(remote.time);
-    if (!writerMayWrite(remote.key, remote.host)) return false;
     const stamp: Stamp = { time: remote.time, host: remote.host };
     const current = this.entries.get(remote.key);
     if (current && compareStamps(stamp, current.stamp) <= 0) return false;
-    this.store(remote.key, remote.deleted ? undefined : remote.value, stamp);
+    const verdict = remoteVerdict((name) => this.entries.get(name), remote.key, stamp,
+      remote.deleted === true);
+    if (verdict.kind === "refuse") {
+      for (const listener of this.refusalListeners) listener(remote, verdict.reason, false);
+      return false;
+    }
+    if (verdict.kind === "hold") {
+      this.hold(remote, verdict.reason);
+      return false;
+    }
+    this.store(remote.key, remote.deleted ? undefined : remote.value, stamp, this.clock.tick());
     return true;
   }
 
-  private store(key: string, value: unknown, stamp: Stamp): Entry {
+  /** Keeps the newest held copy of a key; reports it the first time it is held. */
+  private hold(remote: WireEntry, reason: string): void {
+    const known = this.held.get(remote.key);
+    const stamp = { time: remote.time, host: remote.host };
+    if (known && compareStamps({ time: known.time, host: known.host }, stamp) >= 0) return;
+    this.held.delete(remote.key);
+    if (this.held.size >= heldEntriesMax) {
+      const oldest = this.held.keys().next().value!;
+      this.held.delete(oldest);
+    }
+    this.held.set(remote.key, remote);
+    for (const listener of this.refusalListeners) listener(remote, reason, true);
+  }
+
+  /** Judges again every held entry about `resource` (a membership of it changed). */
+  private releaseHeld(resource: string): void {
+    const prefix = `resource/${resource}/`;
+    const candidates = [...this.held.values()].filter((entry) => entry.key.startsWith(prefix));
+    for (const entry of candidates) {
+      if (this.held.get(entry.key) !== entry) continue; // released or replaced meanwhile
+      this.held.delete(entry.key);
+      const stamp = { time: entry.time, host: entry.host };
+      const current = this.entries.get(entry.key);
+      if (current && compareStamps(stamp, current.stamp) <= 0) continue;
+      const verdict = remoteVerdict((name) => this.entries.get(name), entry.key, stamp,
+        entry.deleted === true);
+      if (verdict.kind === "hold") this.held.set(entry.key, entry);
+      if (verdict.kind !== "accept") continue;
+      this.store(entry.key, entry.deleted ? undefined : entry.value, stamp, this.clock.tick());
+    }
+  }
+
+  /** Entries held aside by the membership rule (persisted with the map). */
+  heldEntries(): WireEntry[] {
+    return [...this.held.values()];
+  }
+
+  private store(key: string, value: unknown, stamp: Stamp, learnedTime: number): Entry {
     if (!this.entries.has(key) && this.entries.size >= entriesMax) {
       throw new MarsError("no-space", `the metadata map is full (${entriesMax} keys)`);
     }
     this.seqLast++;
-    const entry: Entry = { key, value, stamp, seq: this.seqLast };
+    const entry: Entry = { key, value, stamp, seq: this.seqLast, learnedTime };
     this.entries.set(key, entry);
     this.order.push({ seq: entry.seq, key });
     this.compactOrder();
     for (const listener of this.listeners) listener(entry);
+    const resource = membershipResource(key);
+    if (resource !== undefined && this.held.size > 0) this.releaseHeld(resource);
     return entry;
   }
 
@@ -165,20 +235,26 @@ export class MetadataMap {
     assert(this.order.length === this.entries.size, "every entry has exactly one order slot");
   }
 
-  /** Restores entries from a snapshot, keeping their seqs (peers' progress refers to them). */
-  restore(entries: readonly WireEntry[], seqHigh: number): void {
+  /**
+   * Restores entries from a snapshot, keeping their seqs (peers' progress refers to them), and
+   * the entries held aside. Call after the clock has observed the snapshot's time.
+   */
+  restore(entries: readonly WireEntry[], seqHigh: number, held: readonly WireEntry[] = []): void {
     assert(this.entries.size === 0, "restore runs on an empty map");
     const sorted = [...entries].sort((left, right) => left.seq - right.seq);
+    for (const wire of sorted) this.clock.observe(wire.time);
+    const learnedTime = this.clock.time;
     for (const wire of sorted) {
       assert(wire.seq <= seqHigh, "a restored seq is within the restored high mark");
       const value = wire.deleted ? undefined : wire.value;
       this.entries.set(wire.key, {
         key: wire.key, value, stamp: { time: wire.time, host: wire.host }, seq: wire.seq,
+        learnedTime,
       });
       this.order.push({ seq: wire.seq, key: wire.key });
-      this.clock.observe(wire.time);
     }
     this.seqLast = seqHigh;
+    for (const wire of held.slice(-heldEntriesMax)) this.held.set(wire.key, wire);
   }
 }
 

@@ -1,7 +1,8 @@
 /** Delta exchange of the metadata map between hosts, and purging of tombstones all have seen. */
 import { assert, assertCount } from "../lib/assert.ts";
 import { keys, parseKey } from "./keys.ts";
-import type { MetadataMap, WireEntry } from "./metadata-map.ts";
+import { tombstoneRetained } from "./membership.ts";
+import type { Entry, MetadataMap, WireEntry } from "./metadata-map.ts";
 
 /** The most entries one batch carries; a bigger backlog goes out in several batches. */
 export const batchEntriesMax = 512;
@@ -94,10 +95,16 @@ export class MetadataSync {
     return this.map.list("member/").map((entry) => entry.key.slice("member/".length));
   }
 
-  /** Whether this host holds any tombstone (only then is publishing progress worth it). */
+  /** Whether this host holds a tombstone to purge (only then is publishing progress worth it). */
   holdsTombstones(): boolean {
-    for (const entry of this.map.all()) if (entry.value === undefined) return true;
+    for (const entry of this.map.all()) if (this.purgeCandidate(entry)) return true;
     return false;
+  }
+
+  /** A tombstone that may go once all have it (membership ones stay while their resource does). */
+  private purgeCandidate(entry: Entry): boolean {
+    return entry.value === undefined &&
+      !tombstoneRetained((key) => this.map.entry(key), entry.key);
   }
 
   /** Publishes, as our own key, up to which time we hold every peer's changes. */
@@ -112,10 +119,10 @@ export class MetadataSync {
     const members = this.members();
     const purgeable: string[] = [];
     for (const entry of this.map.all()) {
-      if (entry.value !== undefined) continue;
+      if (!this.purgeCandidate(entry)) continue;
       const age = this.map.clock.time - entry.stamp.time;
       if (age < this.options.tombstoneRetentionMs) continue;
-      if (members.every((member) => this.memberHolds(member, entry.stamp))) {
+      if (members.every((member) => this.memberHolds(member, entry))) {
         purgeable.push(entry.key);
       }
     }
@@ -124,10 +131,13 @@ export class MetadataSync {
   }
 
   /**
-   * Whether `member` holds a change stamped `stamp` (or newer), and we have already read past
-   * that point in the member's own stream, so no older copy from it can still reach us.
+   * Whether `member` holds `entry` (or newer), and we have already read past that point in the
+   * member's own stream, so no older copy from it can still reach us. The member holds it when
+   * it has all of the writer's changes up to the entry's time, or all of our map from after we
+   * learned it: the second needs no word from the writer, which may have left the cluster.
    */
-  private memberHolds(member: string, stamp: { time: number; host: string }): boolean {
+  private memberHolds(member: string, entry: Entry): boolean {
+    const { stamp } = entry;
     if (member === this.map.host) return true;
     const fromMember = this.progress.get(member)?.caughtUpTime ?? 0;
     if (member === stamp.host) return fromMember >= stamp.time;
@@ -135,9 +145,12 @@ export class MetadataSync {
     if (!published || typeof published.value !== "object" || published.value === null) {
       return false;
     }
-    const seen = (published.value as Record<string, unknown>)[stamp.host];
-    if (typeof seen !== "number" || seen < stamp.time) return false;
-    return fromMember >= published.stamp.time;
+    const progress = published.value as Record<string, unknown>;
+    const fromWriter = progress[stamp.host];
+    const fromUs = progress[this.map.host];
+    const holds = (typeof fromWriter === "number" && fromWriter >= stamp.time) ||
+      (typeof fromUs === "number" && fromUs >= entry.learnedTime);
+    return holds && fromMember >= published.stamp.time;
   }
 }
 

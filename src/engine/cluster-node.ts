@@ -98,6 +98,12 @@ export class ClusterNode {
       this.requestSave();
       if (entry.key.startsWith("member/")) this.reconcileLinks();
     });
+    this.map.onRefusal((entry, reason, held) => {
+      this.logger.log("warn", "metadata-refused", {
+        key: entry.key, author: entry.host, time: entry.time, reason, held,
+      });
+      if (held) this.requestSave();
+    });
   }
 
   /** Loads the persisted map and progress (a fresh home has none). */
@@ -105,7 +111,7 @@ export class ClusterNode {
     const snapshot = await this.home.readMetadata();
     if (!snapshot) return;
     this.lamport.observe(snapshot.lamportTime);
-    this.map.restore(snapshot.entries, snapshot.seqHigh);
+    this.map.restore(snapshot.entries, snapshot.seqHigh, snapshot.held);
     for (const [peer, progress] of Object.entries(snapshot.peers)) {
       this.sync.progress.set(peer, { ...progress });
     }
@@ -351,7 +357,7 @@ export class ClusterNode {
       await this.home.writeMetadata({
         format: homeFormat, lamportTime: this.lamport.time, seqHigh: this.map.seqHigh,
         entries: [...this.map.all()].map(toWire),
-        peers: Object.fromEntries(this.sync.progress),
+        peers: Object.fromEntries(this.sync.progress), held: this.map.heldEntries(),
       });
     } catch (error) {
       if (!isMarsError(error)) throw error;

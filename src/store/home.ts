@@ -40,6 +40,8 @@ export interface MetadataSnapshot {
   readonly seqHigh: number;
   readonly entries: readonly WireEntry[];
   readonly peers: Readonly<Record<string, PeerProgress>>;
+  /** Entries held aside by the membership rule until their author is known as a member. */
+  readonly held?: readonly WireEntry[];
 }
 
 const secretPrefix = "mars-cluster-secret";

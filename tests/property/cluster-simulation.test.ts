@@ -80,6 +80,12 @@ class Simulation {
     for (const simulated of this.hosts) {
       map.set(keys.member(simulated.name), { address: `10.0.0.1:${simulated.port}` });
     }
+    // Every host is a member of r1 (written by itself: only the owner writes its membership).
+    const memberships = this.hosts.map((simulated, index) => ({
+      key: keys.resourceMember("r1", simulated.name), value: { disk: "/d" },
+      time: map.clock.time + 1 + index, host: simulated.name, seq: 0,
+    }));
+    for (const entry of memberships) map.apply(entry);
     for (const simulated of this.hosts) {
       const home = this.home(simulated);
       await home.prepare();

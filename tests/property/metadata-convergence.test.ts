@@ -3,7 +3,8 @@ import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { keys } from "../../src/cluster/keys.ts";
 import { compareStamps, LamportClock, type Stamp } from "../../src/cluster/lamport.ts";
-import { MetadataMap } from "../../src/cluster/metadata-map.ts";
+import { isMarsError } from "../../src/lib/errors.ts";
+import { MetadataMap, type Entry } from "../../src/cluster/metadata-map.ts";
 import { MetadataSync, type Batch } from "../../src/cluster/sync.ts";
 import { seededRandom } from "../../src/platform/random.ts";
 import { propertyParameters } from "../support/property.ts";
@@ -17,6 +18,8 @@ const keyPool = [
   keys.user("a"), keys.user("b"), keys.primary("r1"), keys.size("r1"),
   keys.todo("r1", "h0", "sync"),
 ];
+/** keyPool[firstResourceKey..] are about resource r1 (only its members may write them). */
+const firstResourceKey = 2;
 
 type Operation =
   | { kind: "set"; host: number; key: number; value: number }
@@ -27,7 +30,11 @@ type Operation =
   | { kind: "heal" }
   | { kind: "tick"; host: number; ms: number }
   | { kind: "purge"; host: number }
-  | { kind: "purgeEverywhere" };
+  | { kind: "purgeEverywhere" }
+  | { kind: "join"; host: number }
+  | { kind: "leave"; host: number }
+  | { kind: "remove"; host: number; peer: number }
+  | { kind: "intrude"; host: number; key: number; value: number };
 
 const operation = (hostCount: number): fc.Arbitrary<Operation> => {
   const host = fc.nat(hostCount - 1);
@@ -42,6 +49,11 @@ const operation = (hostCount: number): fc.Arbitrary<Operation> => {
     fc.record({ kind: fc.constant("tick" as const), host, ms: fc.nat(50) }),
     fc.record({ kind: fc.constant("purge" as const), host }),
     fc.record({ kind: fc.constant("purgeEverywhere" as const) }),
+    fc.record({ kind: fc.constant("join" as const), host }),
+    fc.record({ kind: fc.constant("leave" as const), host }),
+    fc.record({ kind: fc.constant("remove" as const), host, peer: fc.nat(hostCount - 1) }),
+    fc.record({ kind: fc.constant("intrude" as const), host,
+      key: fc.integer({ min: firstResourceKey, max: keyPool.length - 1 }), value: fc.nat(9) }),
   );
 };
 
@@ -75,15 +87,30 @@ function buildCluster(hostCount: number, seed: number, loss: number, duplicate: 
       }
     });
   }
-  // Everyone starts knowing the whole membership, as after join-cluster.
-  for (const host of hosts) host.map.set(keys.member(host.name), { address: host.name });
+  // Everyone starts knowing the whole membership, as after join-cluster, and is in r1.
+  for (const host of hosts) {
+    host.map.set(keys.member(host.name), { address: host.name });
+    host.map.set(keys.resourceMember("r1", host.name), { disk: "/d" });
+  }
   for (const host of hosts) {
     for (const other of hosts) {
-      const entry = other.map.entry(keys.member(other.name))!;
-      if (other !== host) host.map.apply({ ...entry, time: entry.stamp.time, host: other.name });
+      for (const key of [keys.member(other.name), keys.resourceMember("r1", other.name)]) {
+        const entry = other.map.entry(key)!;
+        if (other !== host) host.map.apply({ ...entry, time: entry.stamp.time, host: other.name });
+      }
     }
   }
   return { network, hosts };
+}
+
+/** An honest host's write: its own map refuses what the membership rule forbids. */
+function honestly(write: () => Entry | undefined): Entry | undefined {
+  try {
+    return write();
+  } catch (error) {
+    if (isMarsError(error) && error.code === "refused") return undefined;
+    throw error;
+  }
 }
 
 function pull(network: SimulatedMessageNetwork<Message>, host: Host, peer: Host): void {
@@ -119,17 +146,31 @@ test("metadata converges under reordering, duplication, loss and healed partitio
   fc.assert(fc.property(scenario, ({ hostCount, seed, loss, duplicate, operations }) => {
     const { network, hosts } = buildCluster(hostCount, seed, loss, duplicate);
     const newest = new Map<string, { stamp: Stamp; value: unknown }>();
-    const remember = (key: string, stamp: Stamp, value: unknown) => {
-      const known = newest.get(key);
-      if (!known || compareStamps(stamp, known.stamp) > 0) newest.set(key, { stamp, value });
+    const remember = (entry: Entry | undefined) => {
+      if (!entry) return;
+      const known = newest.get(entry.key);
+      if (!known || compareStamps(entry.stamp, known.stamp) > 0) {
+        newest.set(entry.key, { stamp: entry.stamp, value: entry.value });
+      }
     };
+    const intruded: string[] = [];
     for (const op of operations) {
+      const map = "host" in op ? hosts[op.host]!.map : undefined;
       if (op.kind === "set") {
-        const entry = hosts[op.host]!.map.set(keyPool[op.key]!, op.value);
-        remember(entry.key, entry.stamp, entry.value);
+        remember(honestly(() => map!.set(keyPool[op.key]!, op.value)));
       } else if (op.kind === "delete") {
-        const entry = hosts[op.host]!.map.delete(keyPool[op.key]!);
-        if (entry) remember(entry.key, entry.stamp, undefined);
+        remember(honestly(() => map!.delete(keyPool[op.key]!)));
+      } else if (op.kind === "join") {
+        remember(map!.set(keys.resourceMember("r1", map!.host), { disk: "/d" }));
+      } else if (op.kind === "leave") {
+        remember(map!.delete(keys.resourceMember("r1", map!.host)));
+      } else if (op.kind === "remove") {
+        remember(honestly(() => map!.delete(keys.resourceMember("r1", `h${op.peer}`))));
+      } else if (op.kind === "intrude") {
+        // A cluster member that is no member of r1 (and never becomes one) sends a crafted entry.
+        const time = map!.clock.time + 1 + op.value;
+        map!.apply({ key: keyPool[op.key]!, value: 100 + op.value, time, host: "mallory", seq: 0 });
+        intruded.push(keyPool[op.key]!);
       } else if (op.kind === "pull") {
         pull(network, hosts[op.host]!, hosts[op.peer]!);
       } else if (op.kind === "deliver") {
@@ -164,5 +205,8 @@ test("metadata converges under reordering, duplication, loss and healed partitio
       expect(hosts[0]!.map.get(key)).toEqual(expected.value);
     }
     for (const host of hosts) expect(host.sync.holdsTombstones()).toBe(false);
+    for (const key of intruded) {
+      for (const host of hosts) expect(host.map.entry(key)?.stamp.host).not.toBe("mallory");
+    }
   }), propertyParameters("metadata convergence", 300));
 });
