@@ -141,6 +141,15 @@ export class EmergencyDevice implements BlockDevice {
     await this.disk.close();
   }
 
+  /** The bytes charged when the request may go on at once; undefined when it must wait. */
+  private admitAtOnce(chargeBytes: number): number | undefined {
+    if (this.gate) return undefined;
+    const guard = this.guard;
+    if (this.mode !== "logging" || chargeBytes === 0 || !guard ||
+      this.spaceEntryProblem !== undefined) return 0;
+    return guard.tryAdmit(this, chargeBytes) ? chargeBytes : undefined;
+  }
+
   /**
    * Waits at the gate; then, for a logged request, for the guard's admission: the bytes charged
    * (0 when nothing was). No room: emergency mode starts, and the request waits for it.
@@ -155,8 +164,8 @@ export class EmergencyDevice implements BlockDevice {
       const guard = this.guard;
       if (this.mode !== "logging" || chargeBytes === 0 || !guard ||
         this.spaceEntryProblem !== undefined) return 0;
-      const verdict = guard.admit(this, chargeBytes);
-      const fits = typeof verdict === "boolean" ? verdict : await verdict;
+      const fits = guard.tryAdmit(this, chargeBytes) ||
+        await guard.admitMeasured(this, chargeBytes);
       if (fits && !this.gate && this.mode === "logging") return chargeBytes;
       if (fits) {
         guard.settle(this, chargeBytes); // the mode changed while measuring: decide again
@@ -200,7 +209,8 @@ export class EmergencyDevice implements BlockDevice {
   private async route(
     action: (device: BlockDevice) => Promise<void>, chargeBytes = 0,
   ): Promise<void> {
-    const charged = await this.admit(chargeBytes);
+    // The common case decides without waiting: no switch under way, and room in the guard.
+    const charged = this.admitAtOnce(chargeBytes) ?? await this.admit(chargeBytes);
     const device = this.mode === "direct" ? this.disk : this.translog;
     this.inFlight++;
     try {

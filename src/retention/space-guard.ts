@@ -72,23 +72,26 @@ export class SpaceGuard {
   }
 
   /**
-   * Whether `bytes` more may be appended to `log`: charged when true (give it back with
-   * `settle` once the append returned). A promise when the space must be measured first.
+   * Whether `bytes` more fit the room last estimated for `log`: charged when true (give it back
+   * with `settle` once the append returned). False (nothing charged) also before the first
+   * measurement: then ask `admitMeasured`.
    */
-  admit(log: GuardedLog, bytes: number): boolean | Promise<boolean> {
+  tryAdmit(log: GuardedLog, bytes: number): boolean {
     assert(this.inFlight.has(log), "a guarded log is registered");
     const room = this.roomBytes(log);
-    if (room !== undefined && bytes <= room) {
-      this.charge(log, bytes);
-      if (this.sinceMeasuredBytes() > room * remeasureFraction) void this.measureNow();
-      return true;
-    }
-    return this.measureNow().then(() => {
-      const fresh = this.roomBytes(log);
-      if (fresh === undefined || bytes > fresh) return false;
-      this.charge(log, bytes);
-      return true;
-    });
+    if (room === undefined || bytes > room) return false;
+    this.charge(log, bytes);
+    if (this.sinceMeasuredBytes() > room * remeasureFraction) void this.measureNow();
+    return true;
+  }
+
+  /** As tryAdmit, after measuring the free space again. */
+  async admitMeasured(log: GuardedLog, bytes: number): Promise<boolean> {
+    await this.measureNow();
+    const room = this.roomBytes(log);
+    if (room === undefined || bytes > room) return false;
+    this.charge(log, bytes);
+    return true;
   }
 
   /** The append of `bytes` charged to `log` has returned (its record counts as unsynced now). */
