@@ -38,6 +38,12 @@ export interface Attached {
   readonly emergency?: EmergencyDevice;
   /** Primary: clients connected to the export now (a handover waits for none; docs/roles.md). */
   openConnections?(): number;
+  /**
+   * Primary with a kernel device: what holds /dev/nbdN open (mounts, dm/md, swap, processes),
+   * as words for people; [] when closed. `stepping`: the precise look taken right before
+   * stepping down (it claims the device for a moment), else the periodic one.
+   */
+  kernelHolders?(stepping: boolean): Promise<readonly string[]>;
   /** Primary: the end of the log its own logfiles continue (undefined: a new history). */
   readonly continuedFrom?: LogPosition;
   detach(): Promise<void>;
@@ -58,7 +64,14 @@ export interface ResourceAttacher {
  * reports its own failures and resolves to undefined: the unix socket export remains.
  */
 export type KernelAttach = (server: NbdServer, resource: string) =>
-  Promise<{ readonly devicePath: string; detach(): void } | undefined>;
+  Promise<KernelDevice | undefined>;
+
+export interface KernelDevice {
+  readonly devicePath: string;
+  /** What holds the device open besides the engine ([] = closed); see Attached. */
+  holders(stepping: boolean): Promise<readonly string[]>;
+  detach(): void;
+}
 
 export interface AttacherEffects {
   /** Present when the kernel nbd driver is available; otherwise only the unix socket. */
@@ -142,6 +155,7 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
           emergency: device,
           // The kernel driver's own connection is not an opener of /dev/nbdN.
           openConnections: () => Math.max(0, server.connectionCount - (kernel ? 1 : 0)),
+          ...(kernel ? { kernelHolders: (stepping: boolean) => kernel.holders(stepping) } : {}),
           ...(device.translog.continuedFrom
             ? { continuedFrom: device.translog.continuedFrom } : {}),
           async detach() {

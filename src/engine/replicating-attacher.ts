@@ -17,6 +17,7 @@ export function replicatingAttacher(
           exportAddress: handle.exportAddress,
           ...(handle.primaryLog ? { primaryLog: handle.primaryLog } : {}),
           ...(handle.openConnections ? { openConnections: handle.openConnections } : {}),
+          ...(handle.kernelHolders ? { kernelHolders: handle.kernelHolders } : {}),
           ...(handle.continuedFrom ? { continuedFrom: handle.continuedFrom } : {}),
           async detach() {
             stopServing();

@@ -19,13 +19,15 @@ export interface ActualState {
   readonly error: string;
   /** Clients connected to the export (0 when not exported): a handover waits for none. */
   readonly openConnections: number;
+  /** What holds the kernel device (/dev/nbdN) open, in words; a handover waits for none. */
+  readonly deviceHolders: readonly string[];
   /** The durable end of the log when this host last stopped being primary (docs/roles.md). */
   readonly closedLogEnd: LogPosition | null;
   /** Primary: the end of the log its own logfiles continue (split-brain detection). */
   readonly continuedFrom: LogPosition | null;
 }
 
-/** How often a primary's open connections are looked at (published when they change). */
+/** How often a primary's connections and device holders are looked at (published on change). */
 export const connectionCheckIntervalMs = 250;
 /**
  * A starting engine waits this long before exporting a resource it is primary of, so that a
@@ -35,6 +37,11 @@ export const startupDesignationWaitMs = 1500;
 
 /** Resources attached at once (start-up with thousands of resources overlaps their I/O). */
 export const attachParallelMax = 16;
+
+interface OpenState {
+  readonly connections: number;
+  readonly holders: readonly string[];
+}
 
 export interface Membership {
   readonly disk: string;
@@ -59,7 +66,8 @@ export class ResourceManager {
   private stopped = false;
   /** Per resource: the log end when this host stopped being its primary. */
   private readonly closedEnds = new Map<string, LogPosition>();
-  private readonly connections = new Map<string, number>();
+  /** Per exported resource: who had the device open when last looked at. */
+  private readonly opened = new Map<string, OpenState>();
   private readonly startedMs: number;
 
   constructor(
@@ -78,24 +86,43 @@ export class ResourceManager {
     this.watchConnections();
   }
 
-  /** Publishes a primary's open connections when they change; a waiting step-down retries. */
+  /** Publishes a primary's openers when they change; a waiting step-down retries. */
   private watchConnections(): void {
     if (this.stopped) return;
     this.clock.setTimer(connectionCheckIntervalMs, () => {
-      if (this.stopped) return;
-      let stepDownWaits = false;
-      for (const [resource, current] of this.attached) {
-        if (!current.primary) continue;
-        const count = current.handle.openConnections?.() ?? 0;
-        if (count !== (this.connections.get(resource) ?? 0)) {
-          this.connections.set(resource, count);
-          this.publish(resource, this.actualOf(resource, current.handle, true));
-        }
-        if (!this.wantsPrimary(resource)) stepDownWaits = true;
-      }
-      if (stepDownWaits) this.request();
-      this.watchConnections();
+      void this.lookAtOpeners().finally(() => this.watchConnections());
     });
+  }
+
+  private async lookAtOpeners(): Promise<void> {
+    let stepDownWaits = false;
+    for (const [resource, current] of [...this.attached]) {
+      if (this.stopped) return;
+      if (!current.primary) continue;
+      await this.refreshOpeners(resource, current, false);
+      if (!this.wantsPrimary(resource)) stepDownWaits = true;
+    }
+    if (stepDownWaits) this.request();
+  }
+
+  /**
+   * Looks at who has `resource`'s device open (precisely when `stepping`: before a step-down),
+   * publishes it when it changed and says whether anyone has.
+   */
+  private async refreshOpeners(
+    resource: string, current: { primary: boolean; handle: Attached }, stepping: boolean,
+  ): Promise<boolean> {
+    const { handle } = current;
+    const holders = handle.kernelHolders ? await handle.kernelHolders(stepping) : [];
+    const open = { connections: handle.openConnections?.() ?? 0, holders };
+    if (this.attached.get(resource) !== current) return false; // detached meanwhile
+    const before = this.opened.get(resource);
+    if (before?.connections !== open.connections ||
+      before.holders.join("\n") !== open.holders.join("\n")) {
+      this.opened.set(resource, open);
+      this.publish(resource, this.actualOf(resource, handle, current.primary));
+    }
+    return open.connections > 0 || open.holders.length > 0;
   }
 
   private wantsPrimary(resource: string): boolean {
@@ -106,7 +133,8 @@ export class ResourceManager {
   private actualOf(resource: string, handle: Attached | undefined, primary: boolean) {
     return {
       attached: handle !== undefined, primary, export: handle?.exportAddress ?? "", error: "",
-      openConnections: handle ? this.connections.get(resource) ?? 0 : 0,
+      openConnections: handle ? this.opened.get(resource)?.connections ?? 0 : 0,
+      deviceHolders: handle ? this.opened.get(resource)?.holders ?? [] : [],
       closedLogEnd: this.closedEnds.get(resource) ?? null,
       continuedFrom: (primary ? handle?.continuedFrom : undefined) ?? null,
     };
@@ -156,7 +184,8 @@ export class ResourceManager {
     for (const [resource, current] of this.attached) {
       const want = wanted.get(resource);
       if (!this.stopped && want && want.primary === current.primary) continue;
-      if (!this.stopped && want && current.primary && this.deviceOpen(resource)) {
+      if (!this.stopped && want && current.primary &&
+        await this.refreshOpeners(resource, current, true)) {
         continue; // steps down once its device is closed (watchConnections asks again)
       }
       await this.detach(resource);
@@ -168,10 +197,6 @@ export class ResourceManager {
       const group = pending.slice(start, start + attachParallelMax);
       await Promise.all(group.map(([resource, want]) => this.attach(resource, want)));
     }
-  }
-
-  private deviceOpen(resource: string): boolean {
-    return (this.attached.get(resource)?.handle.openConnections?.() ?? 0) > 0;
   }
 
   /** True (and a pass is scheduled) while a starting engine waits to learn of a newer primary. */
@@ -212,7 +237,7 @@ export class ResourceManager {
     const current = this.attached.get(resource);
     assert(current !== undefined, "only attached resources are detached");
     this.attached.delete(resource);
-    this.connections.delete(resource);
+    this.opened.delete(resource);
     await current.handle.detach();
     // After detach the log is closed: its durable end is final (a handover waits for it).
     const log = current.handle.primaryLog;

@@ -61,11 +61,11 @@ async function handover(step: Step & { readonly waitClosed: boolean }): Promise<
     console.log(`${resource}: ${admin.host} is already primary`);
     return;
   }
-  if (old !== "" && !step.waitClosed && openConnections(view, resource, old) > 0) {
+  if (old !== "" && !step.waitClosed && openersOf(view, resource, old).length > 0) {
     // A device closed just now is published within a few hundred milliseconds.
     const graceEndMs = Math.min(step.deadlineMs, Date.now() + closeGraceMs);
     view = await waitFor(admin, graceEndMs, "", (next) =>
-      openConnections(next, resource, old) === 0 ? next : undefined).catch(() => view);
+      openersOf(next, resource, old).length === 0 ? next : undefined).catch(() => view);
   }
   phase0Check(step, view, old);
   if (step.dryRun) {
@@ -95,8 +95,17 @@ async function handover(step: Step & { readonly waitClosed: boolean }): Promise<
 /** How long a device seen open may take to be seen closed before a handover is refused. */
 const closeGraceMs = 1500;
 
-function openConnections(view: RoleView, resource: string, host: string): number {
-  return view.actual(resource, host)?.openConnections ?? 0;
+/** Who has `host`'s device open: NBD clients of its socket, holders of its /dev/nbdN. */
+function openersOf(view: RoleView, resource: string, host: string): string[] {
+  const actual = view.actual(resource, host);
+  const connections = actual?.openConnections ?? 0;
+  const holders = Array.isArray(actual?.deviceHolders) ? actual.deviceHolders.map(String) : [];
+  return [...(connections > 0 ? [`${connections} NBD connection(s)`] : []), ...holders];
+}
+
+function deviceOpenRefusal(resource: string, host: string, openers: readonly string[]) {
+  return new MarsError("refused", `${resource}: the device is still open on ${host} ` +
+    `(${openers.join("; ")}): close it there first, or use --wait-closed`);
 }
 
 /** Phase 0: preconditions; each refusal says which one failed. */
@@ -110,11 +119,8 @@ function phase0Check(step: Step & { readonly waitClosed: boolean }, view: RoleVi
     throw new MarsError("refused", `${resource}: the primary ${old} is unreachable; a planned ` +
       "handover needs it (mars primary --force for a failover)");
   }
-  const connections = openConnections(view, resource, old);
-  if (connections > 0 && !step.waitClosed) {
-    throw new MarsError("refused", `${resource}: the device is still open on ${old} ` +
-      `(${connections} connection(s)): close it there first, or use --wait-closed`);
-  }
+  const openers = openersOf(view, resource, old);
+  if (openers.length > 0 && !step.waitClosed) throw deviceOpenRefusal(resource, old, openers);
 }
 
 /**
@@ -135,12 +141,22 @@ function checkLastPrimary(step: Step, view: RoleView, fetched: LogPosition | nul
   }
 }
 
-/** Phase 1: the old primary stops exporting once its device is closed and closes its log. */
-async function phase1OldPrimaryCloses(step: Step, old: string): Promise<LogPosition> {
+/**
+ * Phase 1: the old primary stops exporting once its device is closed and closes its log. Its
+ * look right before stepping down may find a holder the periodic one missed (a device opened
+ * just now, a lazily unmounted file system): that is a refusal unless told to wait.
+ */
+async function phase1OldPrimaryCloses(
+  step: Step & { readonly waitClosed: boolean }, old: string,
+): Promise<LogPosition> {
   const { admin, resource } = step;
   return waitFor(admin, step.deadlineMs, `${old} to close ${resource} and its log`, (view) => {
     const actual = view.actual(resource, old);
-    if (!actual || actual.export !== "" || !actual.closedLogEnd) return undefined;
+    if (!actual || actual.export !== "" || !actual.closedLogEnd) {
+      const openers = openersOf(view, resource, old);
+      if (openers.length > 0 && !step.waitClosed) throw deviceOpenRefusal(resource, old, openers);
+      return undefined;
+    }
     return actual.closedLogEnd;
   });
 }

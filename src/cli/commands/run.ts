@@ -3,6 +3,7 @@ import { defineCommand } from "citty";
 import { MarsError } from "../../lib/errors.ts";
 import { directAttacher, type KernelAttach } from "../../engine/attach.ts";
 import { kernelDriverAvailable } from "../../platform/nbd-kernel.ts";
+import { deviceOpeners } from "../../platform/device-openers.ts";
 import { attachToKernel } from "./serve-kernel.ts";
 import { defaultTiming } from "../../engine/cluster-node.ts";
 import { Engine } from "../../engine/engine.ts";
@@ -73,7 +74,13 @@ export default defineCommand({
         try {
           const attached = await attachToKernel(server, resource, "auto",
             kernelDeadConnectionSeconds, warn);
-          return { devicePath: attached.devicePath, detach: () => attached.detach(warn) };
+          const devicePath = attached.devicePath;
+          return {
+            devicePath, detach: () => attached.detach(warn),
+            // A failed look counts as open: the primary does not step down under a user.
+            holders: (stepping) => deviceOpeners(devicePath, { claimProbe: stepping })
+              .catch((error) => [`${devicePath}: the open check failed (${error})`]),
+          };
         } catch (error) {
           warn(`${resource}: kernel attach failed, serving the unix socket only: ${error}`);
           return undefined;

@@ -55,9 +55,10 @@ function cluster(continuedFrom: LogPosition) {
   let time = 10;
   const remote = (key: string, value: unknown, host = "beta") =>
     map.apply({ key, value, time: time++, host, seq: 0 });
+  remote(keys.resourceMember("r", "beta"), { disk: "/disk" });
+  map.set(keys.resourceMember("r", "alpha"), { disk: "/disk" });
   remote(keys.size("r"), 1 << 20);
   remote(keys.primary("r"), "beta");
-  map.set(keys.resourceMember("r", "alpha"), { disk: "/disk" });
   remote(keys.actual("r", "beta"), { continuedFrom });
   return map;
 }
