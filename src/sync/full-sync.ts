@@ -15,6 +15,12 @@ import { rangePieces, rangesValid, type ByteRange } from "./ranges.ts";
 
 /** Chunks compared at once: 32 × 1 MiB in flight keeps a 120 ms line busy at ~260 MiB/s. */
 export const syncWindowChunksMax = 32;
+/**
+ * Chunks started beyond the cursor's contiguous prefix (in flight or finished out of order):
+ * one slow chunk holds the prefix back, and the copy runs at most this far ahead of it (a
+ * restart redoes what lies beyond the persisted prefix).
+ */
+export const syncAheadChunksMax = 4 * syncWindowChunksMax;
 /** Writes one chunk issues at once (× the window: well within a device's tracked requests). */
 export const chunkWritesParallelMax = 16;
 /** The cursor is flushed and persisted after this many chunks (a restart redoes at most these). */
@@ -151,7 +157,8 @@ async function phase2Copy(
   let failure: unknown;
   const stop = () => failure !== undefined || options.stopRequested?.() === true;
   for (;;) {
-    while (piecesLeft && inFlight.size < windowChunks && !stop()) {
+    while (piecesLeft && inFlight.size < windowChunks &&
+      inFlight.size + finished.size < syncAheadChunksMax && !stop()) {
       const next = pieces.next();
       if (next.done) {
         piecesLeft = false;
@@ -166,7 +173,8 @@ async function phase2Copy(
       inFlight.add(task);
     }
     assert(inFlight.size <= windowChunks, "chunks in flight stay within the window");
-    assert(finished.size <= syncWindowChunksMax, "finished pieces wait within the window");
+    assert(inFlight.size + finished.size <= syncAheadChunksMax,
+      "chunks beyond the contiguous prefix stay within syncAheadChunksMax");
     if (inFlight.size > 0) await Promise.race(inFlight);
     // Chunks may also finish while the cursor is persisted: absorb them all before deciding.
     for (let length = finished.get(contiguousBytes); length !== undefined;
