@@ -73,12 +73,12 @@ export const commands: readonly CommandEntry[] = [
   },
   {
     name: "leave-resource", group: "resource",
-    summary: "Stop being a member of a resource; the disk is kept",
+    summary: "Stop being a member of a resource (--host NAME --force: a dead host's)",
     load: () => import("./commands/resource.ts").then((module) => module.leaveResource),
   },
   {
     name: "delete-resource", group: "resource",
-    summary: "Forget a resource cluster-wide once no member is left",
+    summary: "Forget a resource cluster-wide once no member is left (--force: even then)",
     load: () => import("./commands/resource.ts").then((module) => module.deleteResource),
   },
   {

@@ -10,7 +10,9 @@ import { parseListen } from "../../engine/cluster-node.ts";
 import { resourceNames } from "../../engine/resources.ts";
 import { Home, homeFiles, homeFormat, parseSecret, type Identity } from "../../store/home.ts";
 import { makeNonce, secretBytesMin } from "../../transport/handshake.ts";
-import { engineDownNote, withAdmin } from "../admin.ts";
+import type { KeyWrite } from "../../engine/control.ts";
+import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
+import { dryRunLine, leaveWrites, requireNotAlive } from "../lifecycle.ts";
 import { realEffects } from "../effects.ts";
 import { globalOptions } from "../global-args.ts";
 import { readSecretSource } from "../secret-source.ts";
@@ -157,29 +159,56 @@ export const leaveCluster = defineCommand({
   args: {
     host: { type: "string", valueHint: "NAME", description: "Remove this (dead) host instead" },
     force: { type: "boolean", description: "Needed with --host" },
+    "dry-run": { type: "boolean", description: "Check and say what would happen; change nothing" },
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
     await withAdmin(options, async (admin) => {
       const target = typeof args.host === "string" ? checkName("host", args.host) : admin.host;
-      if (target !== admin.host && !args.force) {
-        throw new MarsError("usage", "removing another host needs --force");
+      const memberships = checkLeaveCluster(admin, target, args.force === true);
+      // A removed host's resource memberships go with it (as leave-resource --host --force).
+      const writes: KeyWrite[] = memberships.flatMap((resource) =>
+        leaveWrites(admin.map, resource, target));
+      writes.push({ key: keys.member(target) });
+      const also = memberships.length > 0 ? ` and from ${memberships.join(",")}` : "";
+      if (args["dry-run"]) {
+        console.log(dryRunLine(`host ${target} would be removed from the cluster${also}`));
+        return;
       }
-      if (admin.map.get(keys.member(target)) === undefined) {
-        throw new MarsError("unknown-host", `host '${target}' is not a member`);
-      }
-      const memberships = resourceNames(admin.map)
-        .filter((resource) => admin.membersOf(resource).includes(target));
-      if (memberships.length > 0 && target === admin.host) {
-        throw new MarsError("refused",
-          `${target} is still a member of ${memberships.join(",")}: leave-resource first`);
-      }
-      await admin.write([{ key: keys.member(target) }]);
-      console.log(`host ${target} left the cluster` +
+      await admin.write(writes);
+      console.log(`host ${target} left the cluster${also}` +
         (admin.engineRunning ? "" : `\n${engineDownNote}`));
     });
   },
 });
+
+/** Preconditions of leave-cluster; returns the resources `target` is removed from too. */
+function checkLeaveCluster(admin: AdminSession, target: string, force: boolean): string[] {
+  if (admin.map.get(keys.member(target)) === undefined) {
+    throw new MarsError("unknown-host", `host '${target}' is not a member`);
+  }
+  const memberships = resourceNames(admin.map)
+    .filter((resource) => admin.membersOf(resource).includes(target));
+  if (target === admin.host) {
+    if (memberships.length > 0) {
+      throw new MarsError("refused",
+        `${target} is still a member of ${memberships.join(",")}: leave-resource first`);
+    }
+    return [];
+  }
+  if (!force) {
+    throw new MarsError("refused", `removing ${target} needs --force ` +
+      "(it is for a dead host; a live one runs leave-cluster itself)");
+  }
+  requireNotAlive(admin, target, "leave-cluster");
+  const foreign = memberships.filter((resource) =>
+    !admin.membersOf(resource).includes(admin.host));
+  if (foreign.length > 0) {
+    throw new MarsError("refused", `${target} is a member of ${foreign.join(",")}, which ` +
+      `${admin.host} is not: a member of each runs leave-resource RES --host ${target} --force`);
+  }
+  return memberships;
+}
 
 export const waitCluster = defineCommand({
   meta: {

@@ -8,12 +8,16 @@ import type { ActualState } from "../../engine/resources.ts";
 import { absolutePath } from "../../platform/host-name.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
+import { dryRunLine, forgetWrites, leaveWrites, requireNotAlive } from "../lifecycle.ts";
 
 /** How long create-resource waits for the engine to report the export. */
 export const exportWaitMs = 10_000;
 
 const resourceArg = {
   type: "positional", required: true, valueHint: "RES", description: "Resource name",
+} as const;
+const dryRunArg = {
+  type: "boolean", description: "Check and say what would happen; change nothing",
 } as const;
 const diskArg = {
   type: "positional", required: true, valueHint: "DISK",
@@ -63,6 +67,7 @@ export const createResource = defineCommand({
     size: {
       type: "string", valueHint: "BYTES", description: "Resource size (default: the disk's)",
     },
+    "dry-run": dryRunArg,
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
@@ -75,10 +80,16 @@ export const createResource = defineCommand({
       }
       const diskBytes = await checkDisk(admin, disk, wanted ?? 1);
       const sizeBytes = wanted ?? diskBytes;
+      if (args["dry-run"]) {
+        console.log(dryRunLine(`would create resource ${resource} (${sizeBytes} bytes on ` +
+          `${disk}) with ${admin.host} as primary`));
+        return;
+      }
+      // The membership first: only a member may write the resource's other keys.
       await admin.write([
+        { key: keys.resourceMember(resource, admin.host), value: { disk } },
         { key: keys.size(resource), value: sizeBytes },
         { key: keys.primary(resource), value: admin.host },
-        { key: keys.resourceMember(resource, admin.host), value: { disk } },
         ...switchWrites(resource, admin.host, true),
       ]);
       const waitMs = Math.min(exportWaitMs, options.timeoutSeconds * 1000);
@@ -100,7 +111,7 @@ export const createResource = defineCommand({
 
 export const joinResource = defineCommand({
   meta: { name: "join-resource", description: "Become a secondary of a resource" },
-  args: { resource: resourceArg, disk: diskArg },
+  args: { resource: resourceArg, disk: diskArg, "dry-run": dryRunArg },
   async run({ args }) {
     const options = globalOptions(args, process.env);
     const resource = checkName("resource", args.resource);
@@ -112,6 +123,11 @@ export const joinResource = defineCommand({
       }
       const sizeBytes = admin.map.get(keys.size(resource)) as number;
       await checkDisk(admin, disk, sizeBytes);
+      if (args["dry-run"]) {
+        console.log(dryRunLine(`${admin.host} would join resource ${resource} as a secondary ` +
+          `(disk ${disk}) and full-sync it from the primary`));
+        return;
+      }
       await admin.write([
         { key: keys.resourceMember(resource, admin.host), value: { disk } },
         ...switchWrites(resource, admin.host, true),
@@ -123,61 +139,107 @@ export const joinResource = defineCommand({
   },
 });
 
-function leaveWrites(resource: string, host: string): KeyWrite[] {
-  return [
-    { key: keys.resourceMember(resource, host) },
-    { key: keys.actual(resource, host) },
-    ...switchNames.map((name) => ({ key: keys.todo(resource, host, name) })),
-  ];
-}
-
 export const leaveResource = defineCommand({
   meta: { name: "leave-resource", description: "Stop being a member; the disk is left as is" },
-  args: { resource: resourceArg, force: { type: "boolean", description: "Even as primary" } },
+  args: {
+    resource: resourceArg,
+    host: { type: "string", valueHint: "NAME",
+      description: "Remove this (dead) host's membership instead (needs --force)" },
+    force: { type: "boolean",
+      description: "Leave even as primary; with --host: remove another host" },
+    "dry-run": dryRunArg,
+  },
   async run({ args }) {
     const options = globalOptions(args, process.env);
     await withAdmin(options, async (admin) => {
+      const target = typeof args.host === "string" ? checkName("host", args.host) : admin.host;
+      const writes: KeyWrite[] = [];
+      const said: string[] = [];
       for (const resource of admin.resources(args.resource)) {
-        if (!admin.membersOf(resource).includes(admin.host)) {
-          throw new MarsError("refused", `${admin.host} is not a member of ${resource}`);
-        }
-        const isPrimary = admin.map.get(keys.primary(resource)) === admin.host;
-        if (isPrimary && !args.force) {
-          throw new MarsError("refused", `${admin.host} is the primary of ${resource}: ` +
-            "make another host primary first (or --force)");
-        }
-        await admin.write([
-          ...leaveWrites(resource, admin.host),
-          ...(isPrimary ? [{ key: keys.primary(resource), value: "" }] : []),
-        ]);
-        console.log(`${admin.host} left resource ${resource}`);
+        const leave = target === admin.host
+          ? checkLeaveSelf(admin, resource, args.force === true)
+          : checkRemoveOther(admin, resource, target, args.force === true);
+        writes.push(...leaveWrites(admin.map, resource, target));
+        const dry = args["dry-run"] === true;
+        const verb = target === admin.host ? (dry ? "would leave" : "left")
+          : (dry ? "would be removed from" : "was removed from");
+        const line = `${target} ${verb} resource ${resource}` +
+          (leave.wasPrimary ? ` (${resource} ${dry ? "would have" : "has"} no primary)` : "");
+        said.push(dry ? dryRunLine(line) : line);
       }
+      if (args["dry-run"]) {
+        for (const line of said) console.log(line);
+        return;
+      }
+      await admin.write(writes);
+      for (const line of said) console.log(line);
       if (!admin.engineRunning) console.log(engineDownNote);
     });
   },
 });
 
+function checkLeaveSelf(admin: AdminSession, resource: string, force: boolean) {
+  if (!admin.membersOf(resource).includes(admin.host)) {
+    throw new MarsError("refused", `${admin.host} is not a member of ${resource}`);
+  }
+  const wasPrimary = admin.map.get(keys.primary(resource)) === admin.host;
+  if (wasPrimary && !force) {
+    throw new MarsError("refused", `${admin.host} is the primary of ${resource}: ` +
+      "make another host primary first (or --force)");
+  }
+  return { wasPrimary };
+}
+
+/** `leave-resource RES --host NAME --force`: a member removes a dead host's membership. */
+function checkRemoveOther(admin: AdminSession, resource: string, target: string, force: boolean) {
+  const members = admin.membersOf(resource);
+  if (!members.includes(target)) {
+    const known = admin.map.get(keys.member(target)) !== undefined;
+    throw new MarsError(known ? "refused" : "unknown-host", known
+      ? `${target} is not a member of ${resource}`
+      : `host '${target}' is neither a cluster member nor a member of ${resource}`);
+  }
+  if (!force) {
+    throw new MarsError("refused", `removing ${target} from ${resource} needs --force ` +
+      "(it is for a dead host; a live one runs leave-resource itself)");
+  }
+  if (!members.includes(admin.host)) {
+    throw new MarsError("refused", `only a member of ${resource} may remove another: ` +
+      `${admin.host} is not one`);
+  }
+  requireNotAlive(admin, target, `leave-resource ${resource}`);
+  return { wasPrimary: admin.map.get(keys.primary(resource)) === target };
+}
+
 export const deleteResource = defineCommand({
   meta: { name: "delete-resource", description: "Forget a resource once no member is left" },
-  args: { resource: resourceArg },
+  args: {
+    resource: resourceArg,
+    force: { type: "boolean",
+      description: "Even while other members remain (their disks are left as they are)" },
+    "dry-run": dryRunArg,
+  },
   async run({ args }) {
     const options = globalOptions(args, process.env);
     await withAdmin(options, async (admin) => {
+      const writes: KeyWrite[] = [];
+      const said: string[] = [];
       for (const resource of admin.resources(args.resource)) {
         const others = admin.membersOf(resource).filter((host) => host !== admin.host);
-        if (others.length > 0) {
-          throw new MarsError("refused",
-            `${resource} still has members ${others.join(",")}: they leave-resource first`);
+        if (others.length > 0 && !args.force) {
+          throw new MarsError("refused", `${resource} still has members ${others.join(",")}: ` +
+            "they leave-resource first (or delete-resource --force)");
         }
-        const todo = admin.map.list(`resource/${resource}/todo/`).map((entry) => entry.key);
-        await admin.write([
-          ...leaveWrites(resource, admin.host),
-          ...todo.map((key) => ({ key })),
-          { key: keys.primary(resource) },
-          { key: keys.size(resource) },
-        ]);
-        console.log(`deleted resource ${resource}`);
+        writes.push(...forgetWrites(admin.map, resource, admin.host));
+        said.push(`deleted resource ${resource}` +
+          (others.length > 0 ? ` (members ${others.join(",")} removed; disks untouched)` : ""));
       }
+      if (args["dry-run"]) {
+        for (const line of said) console.log(dryRunLine(`would have ${line}`));
+        return;
+      }
+      await admin.write(writes);
+      for (const line of said) console.log(line);
       if (!admin.engineRunning) console.log(engineDownNote);
     });
   },

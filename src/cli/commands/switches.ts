@@ -5,6 +5,7 @@ import { keys, type SwitchName } from "../../cluster/keys.ts";
 import type { KeyWrite } from "../../engine/control.ts";
 import { engineDownNote, withAdmin } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
+import { dryRunLine } from "../lifecycle.ts";
 
 function switchCommand(name: string, description: string, switches: readonly SwitchName[],
   on: boolean) {
@@ -14,6 +15,8 @@ function switchCommand(name: string, description: string, switches: readonly Swi
       resource: { type: "positional", required: true, valueHint: "RES",
         description: "Resource, comma list or 'all'" },
       global: { type: "boolean", description: "Set it for every member, not only this host" },
+      "dry-run": { type: "boolean",
+        description: "Check and say what would happen; change nothing" },
     },
     async run({ args }) {
       const options = globalOptions(args, process.env);
@@ -21,9 +24,11 @@ function switchCommand(name: string, description: string, switches: readonly Swi
         const writes: KeyWrite[] = [];
         for (const resource of admin.resources(args.resource)) {
           const members = admin.membersOf(resource);
-          if (!args.global && !members.includes(admin.host)) {
+          // Only members may write about a resource, --global included (docs/cluster.md).
+          if (!members.includes(admin.host)) {
+            const elsewhere = args.global ? "" : " with --global";
             throw new MarsError("refused", `${admin.host} is not a member of ${resource}` +
-              " (join-resource first, or --global for every member)");
+              ` (join-resource first, or run it on a member${elsewhere})`);
           }
           const hosts = args.global ? members : [admin.host];
           for (const host of hosts) {
@@ -32,10 +37,15 @@ function switchCommand(name: string, description: string, switches: readonly Swi
             }
           }
         }
-        await admin.write(writes);
         const scope = args.global ? "every member" : admin.host;
-        console.log(`${name} ${args.resource}: ${switches.join(",")} ${on ? "on" : "off"}` +
-          ` for ${scope}`);
+        const what = `${name} ${args.resource}: ${switches.join(",")} ${on ? "on" : "off"}` +
+          ` for ${scope}`;
+        if (args["dry-run"]) {
+          console.log(dryRunLine(`would set ${what}`));
+          return;
+        }
+        await admin.write(writes);
+        console.log(what);
         if (!admin.engineRunning) console.log(engineDownNote);
       });
     },
