@@ -142,6 +142,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/wait-sync.ts").then((module) => module.waitSync),
   },
   {
+    name: "wait-resource", group: "inspection",
+    summary: "Wait until RES is attached, primary, secondary, detached, device-closed, consistent",
+    load: () => import("./commands/wait-resource.ts").then((module) => module.waitResource),
+  },
+  {
     name: "get-key", group: "inspection",
     summary: "Print one replicated metadata key (expert)",
     load: () => import("./commands/view.ts").then((module) => module.getKey),

@@ -61,6 +61,23 @@ afterAll(async () => {
 });
 
 describe("the resource lifecycle", () => {
+  test("wait-resource waits for a named condition on this host", async () => {
+    const wait = (engine: EngineHandle, ...args: string[]) =>
+      engine.mars("wait-resource", ...args, "--timeout", "30");
+    const primary = await wait(alpha, "r1", "primary");
+    expect(primary.stdout).toContain("r1: primary");
+    expect(primary.exitCode).toBe(0);
+    expect((await wait(alpha, "all", "device-closed")).exitCode).toBe(0);
+    expect((await wait(beta, "r1", "attached")).exitCode).toBe(0);
+    expect((await wait(beta, "r1", "consistent")).exitCode).toBe(0);
+    expect((await wait(beta, "r1", "secondary")).exitCode).toBe(0);
+    const late = await beta.mars("wait-resource", "r1", "primary", "--timeout", "0.3");
+    expectRefused(late, "not primary: r1 (primary is alpha", 3);
+    expectRefused(await wait(alpha, "r1", "sunny"), "unknown condition 'sunny'", 2);
+    expectRefused(await wait(gamma, "r1", "attached"), "gamma is not a member of r1");
+    expectRefused(await wait(alpha, "r9", "attached"), "no resource 'r9'", 8);
+  }, 60_000);
+
   test("a host that is no member of a resource cannot change it, here or remotely", async () => {
     expectRefused(await gamma.mars("pause-sync", "r1", "--global"), "gamma is not a member of r1");
     expectRefused(await gamma.mars("set-key", "resource/r1/primary", "\"gamma\""),
