@@ -149,8 +149,10 @@ export class MetadataMap {
     if (known && compareStamps({ time: known.time, host: known.host }, stamp) >= 0) return;
     this.held.delete(remote.key);
     if (this.held.size >= heldEntriesMax) {
-      const oldest = this.held.keys().next().value!;
-      this.held.delete(oldest);
+      const oldest = this.held.values().next().value!;
+      this.held.delete(oldest.key);
+      const reason = `dropped: more than ${heldEntriesMax} entries held`;
+      for (const listener of this.refusalListeners) listener(oldest, reason, false);
     }
     this.held.set(remote.key, remote);
     for (const listener of this.refusalListeners) listener(remote, reason, true);
@@ -188,6 +190,10 @@ export class MetadataMap {
     this.entries.set(key, entry);
     this.order.push({ seq: entry.seq, key });
     this.compactOrder();
+    const held = this.held.get(key);
+    if (held && compareStamps({ time: held.time, host: held.host }, stamp) <= 0) {
+      this.held.delete(key); // superseded: it could never win any more
+    }
     for (const listener of this.listeners) listener(entry);
     const resource = membershipResource(key);
     if (resource !== undefined && this.held.size > 0) this.releaseHeld(resource);

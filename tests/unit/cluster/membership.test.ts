@@ -2,7 +2,9 @@
 import { expect, test } from "bun:test";
 import { keys } from "../../../src/cluster/keys.ts";
 import { LamportClock } from "../../../src/cluster/lamport.ts";
-import { MetadataMap, type WireEntry } from "../../../src/cluster/metadata-map.ts";
+import {
+  heldEntriesMax, MetadataMap, type WireEntry,
+} from "../../../src/cluster/metadata-map.ts";
 import { MetadataSync } from "../../../src/cluster/sync.ts";
 
 function mapOf(host: string) {
@@ -122,4 +124,18 @@ test("membership tombstones stay while their resource exists, then may be purged
   expect(sync.holdsTombstones()).toBe(true);
   expect(sync.purgeTombstones()).toBe(2);
   expect(map.entry(keys.resourceMember("r1", "beta"))).toBeUndefined();
+});
+
+test("held entries are bounded: the oldest is dropped, and said so", () => {
+  const { map, refused } = mapOf("alpha");
+  for (let index = 0; index <= heldEntriesMax; index++) {
+    map.apply(wire(keys.size(`r${index}`), "mallory", 10 + index, 1));
+  }
+  expect(map.heldEntries().length).toBe(heldEntriesMax);
+  expect(map.heldEntries()[0]!.key).toBe(keys.size("r1"));
+  expect(refused.at(-2)).toEqual({ key: keys.size("r0"), author: "mallory", held: false });
+  // A newer entry applied for a held key supersedes the held one.
+  map.apply(wire(keys.resourceMember("r5", "beta"), "beta", 1, disk));
+  map.apply(wire(keys.size("r5"), "beta", 1_000_000, 2));
+  expect(map.heldEntries().some((entry) => entry.key === keys.size("r5"))).toBe(false);
 });
