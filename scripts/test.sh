@@ -17,5 +17,14 @@ set -e
 passed=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
 failed=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+if [ "$failed" != 0 ]; then
+  # CI keeps only the tail of the output: repeat each failure's own lines (its error and
+  # whatever the test printed) just above the closing line, at most 80 lines each.
+  echo "--- the failures again ---"
+  awk '/^\((pass|skip)\)/ { n = 0; next }
+       /^\(fail\)/ { start = n > 80 ? n - 80 : 0; for (i = start; i < n; i++) print buf[i];
+                     print; print ""; n = 0; next }
+       { buf[n++] = $0 }' "$log"
+fi
 echo "$passed passed, $failed failed"
 exit "$status"

@@ -3,7 +3,9 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-export const binaryPath = resolve(import.meta.dir, "../../dist/mars");
+/** dist/mars, or MARS_TEST_BINARY: a frozen copy, so a rebuild cannot swap it mid-run. */
+export const binaryPath = process.env.MARS_TEST_BINARY ??
+  resolve(import.meta.dir, "../../dist/mars");
 
 export interface RunResult {
   readonly exitCode: number;

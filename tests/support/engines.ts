@@ -89,14 +89,28 @@ export async function stopAllEngines(): Promise<void> {
   started.clear();
 }
 
-/** Polls `check` every 25 ms until it returns true or `timeoutMs` passes; returns elapsed ms. */
+/**
+ * Polls `check` every 25 ms until it returns true or `timeoutMs` passes; returns elapsed ms.
+ * A check that throws counts as "not yet" (an engine may be between states); the timeout's
+ * error names the last such error and, when given, what `describe` says of the state then.
+ */
 export async function eventually(
-  check: () => Promise<boolean>, timeoutMs: number,
+  check: () => Promise<boolean>, timeoutMs: number, describe?: () => Promise<string>,
 ): Promise<number> {
   const begin = performance.now();
-  while (!(await check())) {
-    if (performance.now() - begin > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
+  let lastError: unknown;
+  for (;;) {
+    try {
+      if (await check()) return performance.now() - begin;
+      lastError = undefined;
+    } catch (error) {
+      lastError = error;
+    }
+    if (performance.now() - begin > timeoutMs) {
+      const state = describe ? await describe().catch((error) => `(${error})`) : "";
+      const cause = lastError === undefined ? "" : `; last check threw: ${lastError}`;
+      throw new Error(`not within ${timeoutMs} ms${cause}${state ? `\n${state}` : ""}`);
+    }
     await Bun.sleep(25);
   }
-  return performance.now() - begin;
 }

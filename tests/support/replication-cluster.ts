@@ -77,6 +77,12 @@ export async function replicationCluster(
   // Every joiner's first full sync is done before the test writes: a replica is consistent
   // only from then on, and data written meanwhile would reach it through the sync's copy
   // instead of the log the tests exercise.
+  // `wait-sync --all` waits for the members the primary knows of at call time: a join not yet
+  // gossiped to it would be left out, and the test would write while that replica still syncs.
+  await eventually(async () => {
+    const members = (await viewJson(primary)).resources[0]?.members ?? [];
+    return names.every((name) => members.includes(name));
+  }, 10_000);
   if (secondaries.length > 0) {
     check("wait-sync", await primary.mars("wait-sync", resource, "--all", "--timeout", "60"));
   }

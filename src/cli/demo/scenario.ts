@@ -88,7 +88,9 @@ async function createResource(hosts: readonly DemoHost[], sizeBytes: number): Pr
       `${host.name} to learn of the resource`);
     await host.mars("join-resource", resource, host.disk);
   }
-  await primary.mars("wait-sync", resource, "--all", "--timeout", "60");
+  // Each joiner waits for its own replica: the primary's `--all` would leave out a member
+  // whose join has not reached it yet.
+  for (const host of secondaries) await host.mars("wait-sync", resource, "--timeout", "60");
   const mib = sizeBytes / 1024 / 1024;
   return `'${resource}' (${mib} MiB) on ${primary.name}; ${secondaries.map((h) => h.name)
     .join(" and ")} joined and full-synced`;
