@@ -46,7 +46,9 @@ export class MetadataMap {
   private readonly listeners: ChangeListener[] = [];
   private readonly refusalListeners: RefusalListener[] = [];
   /** Remote entries whose author is not known as a member of their resource, per key. */
-  private readonly held = new Map<string, WireEntry>();
+  /** Per key, per author: its newest entry (an older one of another author may yet qualify). */
+  private readonly held = new Map<string, Map<string, WireEntry>>();
+  private heldCount = 0;
 
   constructor(readonly host: string, readonly clock: LamportClock) {}
 
@@ -142,35 +144,53 @@ export class MetadataMap {
     return true;
   }
 
-  /** Keeps the newest held copy of a key; reports it the first time it is held. */
+  /** Keeps the newest held entry per key and author; reports it the first time it is held. */
   private hold(remote: WireEntry, reason: string): void {
-    const known = this.held.get(remote.key);
-    const stamp = { time: remote.time, host: remote.host };
-    if (known && compareStamps({ time: known.time, host: known.host }, stamp) >= 0) return;
-    this.held.delete(remote.key);
-    if (this.held.size >= heldEntriesMax) {
-      const oldest = this.held.values().next().value!;
-      this.held.delete(oldest.key);
+    const known = this.held.get(remote.key)?.get(remote.host);
+    if (known && known.time >= remote.time) return;
+    if (!known && this.heldCount >= heldEntriesMax) {
+      const [oldestKey, byAuthor] = this.held.entries().next().value!;
+      const oldest = byAuthor.values().next().value!;
+      this.unhold(oldestKey, oldest.host);
       const reason = `dropped: more than ${heldEntriesMax} entries held`;
       for (const listener of this.refusalListeners) listener(oldest, reason, false);
     }
-    this.held.set(remote.key, remote);
+    this.keepHeld(remote);
     for (const listener of this.refusalListeners) listener(remote, reason, true);
+  }
+
+  private keepHeld(entry: WireEntry): void {
+    let byAuthor = this.held.get(entry.key);
+    if (!byAuthor) {
+      byAuthor = new Map();
+      this.held.set(entry.key, byAuthor);
+    }
+    if (!byAuthor.has(entry.host)) this.heldCount++;
+    byAuthor.set(entry.host, entry);
+    assert(this.heldCount <= heldEntriesMax, "held entries stay within their bound");
+  }
+
+  private unhold(key: string, author: string): void {
+    const byAuthor = this.held.get(key);
+    if (!byAuthor?.delete(author)) return;
+    this.heldCount--;
+    if (byAuthor.size === 0) this.held.delete(key);
   }
 
   /** Judges again every held entry about `resource` (a membership of it changed). */
   private releaseHeld(resource: string): void {
     const prefix = `resource/${resource}/`;
-    const candidates = [...this.held.values()].filter((entry) => entry.key.startsWith(prefix));
+    const candidates = this.heldEntries().filter((entry) => entry.key.startsWith(prefix));
     for (const entry of candidates) {
-      if (this.held.get(entry.key) !== entry) continue; // released or replaced meanwhile
-      this.held.delete(entry.key);
+      // Released or replaced meanwhile (a release may release more, recursively).
+      if (this.held.get(entry.key)?.get(entry.host) !== entry) continue;
+      this.unhold(entry.key, entry.host);
       const stamp = { time: entry.time, host: entry.host };
       const current = this.entries.get(entry.key);
       if (current && compareStamps(stamp, current.stamp) <= 0) continue;
       const verdict = remoteVerdict((name) => this.entries.get(name), entry.key, stamp,
         entry.deleted === true);
-      if (verdict.kind === "hold") this.held.set(entry.key, entry);
+      if (verdict.kind === "hold") this.keepHeld(entry);
       if (verdict.kind !== "accept") continue;
       this.store(entry.key, entry.deleted ? undefined : entry.value, stamp, this.clock.tick());
     }
@@ -178,7 +198,9 @@ export class MetadataMap {
 
   /** Entries held aside by the membership rule (persisted with the map). */
   heldEntries(): WireEntry[] {
-    return [...this.held.values()];
+    const all: WireEntry[] = [];
+    for (const byAuthor of this.held.values()) all.push(...byAuthor.values());
+    return all;
   }
 
   private store(key: string, value: unknown, stamp: Stamp, learnedTime: number): Entry {
@@ -190,13 +212,15 @@ export class MetadataMap {
     this.entries.set(key, entry);
     this.order.push({ seq: entry.seq, key });
     this.compactOrder();
-    const held = this.held.get(key);
-    if (held && compareStamps({ time: held.time, host: held.host }, stamp) <= 0) {
-      this.held.delete(key); // superseded: it could never win any more
+    for (const held of this.held.get(key)?.values() ?? []) {
+      // Superseded: it could never win any more.
+      if (compareStamps({ time: held.time, host: held.host }, stamp) <= 0) {
+        this.unhold(key, held.host);
+      }
     }
     for (const listener of this.listeners) listener(entry);
     const resource = membershipResource(key);
-    if (resource !== undefined && this.held.size > 0) this.releaseHeld(resource);
+    if (resource !== undefined && this.heldCount > 0) this.releaseHeld(resource);
     return entry;
   }
 
@@ -260,7 +284,7 @@ export class MetadataMap {
       this.order.push({ seq: wire.seq, key: wire.key });
     }
     this.seqLast = seqHigh;
-    for (const wire of held.slice(-heldEntriesMax)) this.held.set(wire.key, wire);
+    for (const wire of held.slice(-heldEntriesMax)) this.keepHeld(wire);
   }
 }
 
