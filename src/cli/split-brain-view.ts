@@ -1,35 +1,58 @@
 /** How `view` shows a split brain: where the histories part and what each side wrote after. */
 import { keys } from "../cluster/keys.ts";
-import { positionText } from "../log/position.ts";
+import { comparePositions, positionText } from "../log/position.ts";
 import { repairText } from "../roles/repair-plan.ts";
-import type { SplitBrainRecord } from "../roles/split-brain-repair.ts";
+import type { SplitBrainRecord, SplitWinnerRecord } from "../roles/split-brain-repair.ts";
 
 type Lookup = (key: string) => unknown;
+
+/** A member's split-brain record with what the primary (the winner) wrote after the split. */
+export interface SplitBrainView extends SplitBrainRecord {
+  /** Log bytes and records the primary wrote after the split point; null: unknown. */
+  readonly primaryBytesAfter: number | null;
+  readonly primaryRecordsAfter: number | null;
+}
 
 /** Every member's published split-brain record of `resource`, by host. */
 export function splitBrainRecords(
   get: Lookup, resource: string, members: readonly string[],
-): Record<string, SplitBrainRecord> {
-  const records: Record<string, SplitBrainRecord> = {};
+): Record<string, SplitBrainView> {
+  const records: Record<string, SplitBrainView> = {};
   for (const host of members) {
     const value = get(keys.splitBrain(resource, host));
     if (typeof value === "object" && value !== null && "primary" in value) {
-      records[host] = value as SplitBrainRecord;
+      const record = value as SplitBrainRecord;
+      records[host] = { ...record, ...winnerWrites(get, resource, record) };
     }
   }
   return records;
 }
 
+/** The primary's published count after this record's split point (resource/R/split-winner). */
+function winnerWrites(get: Lookup, resource: string, record: SplitBrainRecord) {
+  const unknown = { primaryBytesAfter: null, primaryRecordsAfter: null };
+  const split = record.splitPoint;
+  const value = get(keys.splitWinner(resource, record.primary)) as SplitWinnerRecord | undefined;
+  if (!split || !Array.isArray(value?.writes)) return unknown;
+  const found = value.writes.find((entry) => entry?.splitPoint &&
+    comparePositions(entry.splitPoint, split) === 0);
+  if (!found) return unknown;
+  return { primaryBytesAfter: found.bytesAfter, primaryRecordsAfter: found.recordsAfter };
+}
+
+/** "NB/Mrecords", or "unknown" (logs gone, or not published). */
+function wroteText(bytes: number | null | undefined, records: number | null | undefined) {
+  if (bytes === null || bytes === undefined) return "unknown";
+  return records === null || records === undefined ? `${bytes}B` : `${bytes}B/${records}records`;
+}
+
 /** One `split-brain@HOST=…` word per record for the line view. */
-export function splitBrainWords(records: Readonly<Record<string, SplitBrainRecord>>): string[] {
+export function splitBrainWords(records: Readonly<Record<string, SplitBrainView>>): string[] {
   return Object.entries(records).map(([host, record]) => {
     const at = record.splitPoint ? positionText(record.splitPoint) : "?";
-    const records = record.localRecordsAfter === null || record.localRecordsAfter === undefined
-      ? "" : `/${record.localRecordsAfter}records`;
-    const mine = record.localBytesAfter === null ? ""
-      : `,${host}-wrote=${record.localBytesAfter}B${records}`;
-    const theirs = record.primaryEnd ? `,${record.primary}-log=${positionText(record.primaryEnd)}`
-      : "";
+    const mine = `,${host}-wrote=${wroteText(record.localBytesAfter, record.localRecordsAfter)}`;
+    const theirs = `,${record.primary}-wrote=` +
+      wroteText(record.primaryBytesAfter, record.primaryRecordsAfter);
     const state = record.repairStartedMs === null ? "held" : "repairing";
     const repair = record.repair === undefined ? "" : ` repair ${repairText(record.repair)}`;
     return `split-brain@${host}=${JSON.stringify(`at ${at}${mine}${theirs} (${state})` +
@@ -47,10 +70,11 @@ export function repairPlan(get: Lookup, resource: string, host: string): string 
   const record = splitBrainRecords(get, resource, [host])[host];
   if (!record) return `${full}; no split brain is known on ${host}`;
   const split = record.splitPoint;
-  const theirs = split && record.primaryEnd && split.sequence === record.primaryEnd.sequence
-    ? `${record.primaryEnd.offsetBytes - split.offsetBytes} bytes` : "unknown";
-  const sides = `the split at ${split ? positionText(split) : "?"} (${host}: ` +
-    `${record.localBytesAfter ?? "unknown"} bytes of log, ${record.primary}: ${theirs}); ` +
+  const side = (bytes: number | null, records: number | null) => bytes === null ? "unknown"
+    : `${bytes} bytes${records === null ? "" : `, ${records} records`}`;
+  const sides = `the split at ${split ? positionText(split) : "?"} (log written after it: ` +
+    `${host} ${side(record.localBytesAfter, record.localRecordsAfter ?? null)}; ` +
+    `${record.primary} ${side(record.primaryBytesAfter, record.primaryRecordsAfter)}); ` +
     `${host}'s own logfiles are kept aside`;
   const repair = record.repair;
   if (repair?.mode === "targeted") {

@@ -55,6 +55,8 @@ export const keys = {
   replication: (resource: string, host: string) => `resource/${resource}/replication/${host}`,
   /** Owned by the host: the split brain it found between its history and the primary's. */
   splitBrain: (resource: string, host: string) => `resource/${resource}/split-brain/${host}`,
+  /** Owned by the host: as designated primary, what it wrote after a split point (roles). */
+  splitWinner: (resource: string, host: string) => `resource/${resource}/split-winner/${host}`,
   /** Owned by the host: `mars invalidate` asked it to discard its replica (a request stamp). */
   invalidate: (resource: string, host: string) => `resource/${resource}/invalidate/${host}`,
 } as const;
@@ -80,7 +82,7 @@ export function parseKey(key: string): KeyShape | undefined {
     return { kind: third, resource };
   }
   const owned = third === "member" || third === "actual" || third === "replication" ||
-    third === "invalidate" || third === "split-brain";
+    third === "invalidate" || third === "split-brain" || third === "split-winner";
   if (parts.length === 4 && owned && valid(fourth)) {
     return { kind: third, owner: fourth, resource };
   }

@@ -2,12 +2,9 @@
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import { isMarsError } from "../lib/errors.ts";
-import { logfileHeaderBytes } from "../log/format.ts";
-import { scanLogfile } from "../log/reader.ts";
-import {
-  comparePositions, parseLogfileName, positionText, type LogPosition,
-} from "../log/position.ts";
+import { comparePositions, positionText, type LogPosition } from "../log/position.ts";
 import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
+import { ownWritesAfter, type OwnWrites, type OwnWritesCache } from "./own-writes.ts";
 import { planRepair, repairSummary, type RepairSummary } from "./repair-plan.ts";
 
 /** How often replicas are looked at for a split brain. */
@@ -36,6 +33,26 @@ export interface SplitBrainRecord {
    */
   readonly repair?: RepairSummary | null;
 }
+
+/**
+ * Value of key resource/R/split-winner/HOST: the designated primary's own log after each split
+ * point a member's split-brain record names (the other side of `localBytesAfter`).
+ */
+export interface SplitWinnerRecord {
+  readonly writes: readonly SplitWinnerWrites[];
+}
+
+export interface SplitWinnerWrites {
+  readonly splitPoint: LogPosition;
+  /** Where the primary's own logfiles end; null when it wrote none after the split yet. */
+  readonly end: LogPosition | null;
+  /** Log bytes and records it wrote after the split point; null when a logfile is gone. */
+  readonly bytesAfter: number | null;
+  readonly recordsAfter: number | null;
+}
+
+/** How often the primary counts its writes after a split again (it scans its live logfile). */
+export const splitWinnerRefreshMs = 5000;
 
 /** Value of key resource/R/invalidate/HOST when a split brain's repair asks for it. */
 export interface SplitBrainInvalidate {
@@ -87,7 +104,9 @@ export class SplitBrainRepair {
   /** Divergences already acted upon (a repair is started once per split). */
   private readonly handled = new Set<string>();
   /** Per resource: the end of this host's own logfiles, for one designation of a primary. */
-  private readonly ownEnds = new Map<string, { key: string; own: OwnWrites | undefined }>();
+  private readonly ownEnds = new Map<string, { key: string; own: LoserWrites | undefined }>();
+  /** Per resource, while primary: counted logfiles and when the count was last published. */
+  private readonly winnerCounts = new Map<string, { cache: OwnWritesCache; atMs: number }>();
 
   constructor(private readonly options: SplitBrainRepairOptions) {}
 
@@ -121,6 +140,7 @@ export class SplitBrainRepair {
     if (primary === host && map.get(keys.splitBrain(resource, host)) !== undefined) {
       map.delete(keys.splitBrain(resource, host)); // its history is the one that counts now
     }
+    await this.publishWinnerWrites(resource, primary === host);
     if (typeof primary !== "string" || primary === "" || primary === host) return;
     if (map.get(keys.resourceMember(resource, host)) === undefined) return;
     const found = await this.divergence(resource, primary);
@@ -191,25 +211,8 @@ export class SplitBrainRepair {
     const cached = this.ownEnds.get(resource);
     if (cached?.key === key) return cached.own;
     const directory = this.options.directoryOf(resource);
-    const own = (await this.options.storage.files.list(directory))
-      .map((name) => ({ name, parsed: parseLogfileName(name) }))
-      .filter((entry) => entry.parsed?.origin === this.options.host &&
-        entry.parsed.sequence >= splitPoint.sequence)
-      .sort((left, right) => left.parsed!.sequence - right.parsed!.sequence);
-    let writes: { end: LogPosition; bytesAfter: number; recordsAfter: number } | undefined;
-    for (const { name, parsed } of own) {
-      const fromOffset = parsed!.sequence === splitPoint.sequence
-        ? splitPoint.offsetBytes : logfileHeaderBytes;
-      let records = 0;
-      const scan = await scanLogfile(this.options.storage, `${directory}/${name}`, {
-        fromOffset, onRecord: () => void records++,
-      });
-      writes = {
-        end: { sequence: scan.header.sequence, offsetBytes: scan.endOffset },
-        bytesAfter: (writes?.bytesAfter ?? 0) + Math.max(0, scan.endOffset - fromOffset),
-        recordsAfter: (writes?.recordsAfter ?? 0) + records,
-      };
-    }
+    const writes = await ownWritesAfter(this.options.storage, directory, this.options.host,
+      splitPoint);
     const sizeBytes = Number(this.options.map.get(keys.size(resource)) ?? 0);
     const repair = repairSummary(await planRepair(this.options.storage, directory, splitPoint,
       sizeBytes));
@@ -217,13 +220,55 @@ export class SplitBrainRepair {
     this.ownEnds.set(resource, { key, own: result });
     return result;
   }
+
+  /**
+   * As designated primary: counts its own log after every split point a member's record names
+   * and publishes it (resource/R/split-winner/HOST), at most every `splitWinnerRefreshMs`;
+   * removes it when no record names this host (or it is no longer primary).
+   */
+  private async publishWinnerWrites(resource: string, isPrimary: boolean): Promise<void> {
+    const { map, host, clock } = this.options;
+    const key = keys.splitWinner(resource, host);
+    const points = isPrimary ? splitPointsNaming(map, resource, host) : [];
+    if (points.length === 0) {
+      this.winnerCounts.delete(resource);
+      if (map.get(key) !== undefined) map.delete(key);
+      return;
+    }
+    const nowMs = clock.monotonicMs();
+    const counts = this.winnerCounts.get(resource) ?? { cache: new Map(), atMs: -Infinity };
+    const published = map.get(key) as SplitWinnerRecord | undefined;
+    const covered = points.every((point) => published?.writes.some((entry) =>
+      comparePositions(entry.splitPoint, point) === 0));
+    if (covered && nowMs - counts.atMs < splitWinnerRefreshMs) return;
+    const directory = this.options.directoryOf(resource);
+    const writes: SplitWinnerWrites[] = [];
+    for (const splitPoint of points) {
+      const own = await ownWritesAfter(this.options.storage, directory, host, splitPoint,
+        counts.cache);
+      writes.push({ splitPoint, end: own?.end ?? null,
+        bytesAfter: own ? own.bytesAfter : 0, recordsAfter: own ? own.recordsAfter : 0 });
+    }
+    this.winnerCounts.set(resource, { cache: counts.cache, atMs: nowMs });
+    const record: SplitWinnerRecord = { writes };
+    if (JSON.stringify(published) !== JSON.stringify(record)) map.set(key, record);
+  }
 }
 
-/** This host's own log after a split point. */
-interface OwnWrites {
-  readonly end: LogPosition;
-  readonly bytesAfter: number;
-  readonly recordsAfter: number;
+/** The distinct split points of the members' split-brain records that name `primary`. */
+function splitPointsNaming(map: MetadataMap, resource: string, primary: string): LogPosition[] {
+  const points: LogPosition[] = [];
+  for (const entry of map.list(`resource/${resource}/split-brain/`)) {
+    const record = entry.value as Partial<SplitBrainRecord> | undefined;
+    const point = record?.splitPoint;
+    if (record?.primary !== primary || !point) continue;
+    if (!points.some((known) => comparePositions(known, point) === 0)) points.push(point);
+  }
+  return points;
+}
+
+/** This host's own log after a split point, as a loser sees it. */
+interface LoserWrites extends OwnWrites {
   /** The repair's plan as these logfiles give it (a preview while the repair is held). */
   readonly repair: RepairSummary;
 }

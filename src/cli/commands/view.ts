@@ -7,8 +7,9 @@ import { resourceNames } from "../../engine/resources.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
 import { positionText } from "../../log/position.ts";
-import type { SplitBrainRecord } from "../../roles/split-brain-repair.ts";
-import { splitBrainRecords, splitBrainWords } from "../split-brain-view.ts";
+import {
+  splitBrainRecords, splitBrainWords, type SplitBrainView,
+} from "../split-brain-view.ts";
 import {
   asReport, lagSeconds, type ReplicationReport,
 } from "../../replication/report.ts";
@@ -31,7 +32,7 @@ export interface ResourceView {
   /** Every member's replication state, by host (what each host last published). */
   readonly replicas: Readonly<Record<string, ReplicationView>>;
   /** Split brains members found against the designated primary, by host (docs/roles.md). */
-  readonly splitBrains: Readonly<Record<string, SplitBrainRecord>>;
+  readonly splitBrains: Readonly<Record<string, SplitBrainView>>;
 }
 
 /** One host's published replication state with lags in seconds added. */
