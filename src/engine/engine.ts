@@ -11,6 +11,7 @@ import {
 import { ControlServer } from "./control.ts";
 import type { Logger } from "./logger.ts";
 import { ResourceManager, resourceNames } from "./resources.ts";
+import { ClosedLogEnds } from "../roles/closed-log-end.ts";
 import { SplitBrainRepair } from "../roles/split-brain-repair.ts";
 import { ReplicationService } from "../replication/service.ts";
 import { keys } from "../cluster/keys.ts";
@@ -107,7 +108,7 @@ export class Engine {
         (resource) => ({
           socket: `${home.resourceDirectory(resource)}.nbd.sock`,
           logDirectory: home.resourceDirectory(resource),
-        }), effects.clock, logger);
+        }), effects.clock, logger, new ClosedLogEnds(effects.storage, identity.host));
       const repair = new SplitBrainRepair({
         map: node.map, host: identity.host, clock: effects.clock, storage: effects.storage,
         directoryOf: (resource) => home.resourceDirectory(resource),

@@ -5,6 +5,7 @@ import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import type { Clock } from "../platform/types.ts";
 import type { LogPosition } from "../log/position.ts";
+import type { ClosedLogEnds } from "../roles/closed-log-end.ts";
 import { primaryWanted } from "../roles/designation.ts";
 import type { Attached, ResourceAttacher } from "./attach.ts";
 import type { Logger } from "./logger.ts";
@@ -21,7 +22,10 @@ export interface ActualState {
   readonly openConnections: number;
   /** What holds the kernel device (/dev/nbdN) open, in words; a handover waits for none. */
   readonly deviceHolders: readonly string[];
-  /** The durable end of the log when this host last stopped being primary (docs/roles.md). */
+  /**
+   * The durable end of the log when this host last stopped being primary; persisted, so a
+   * restart in the middle of a handover resumes it (docs/roles.md).
+   */
   readonly closedLogEnd: LogPosition | null;
   /** Primary: the end of the log its own logfiles continue (split-brain detection). */
   readonly continuedFrom: LogPosition | null;
@@ -66,6 +70,8 @@ export class ResourceManager {
   private stopped = false;
   /** Per resource: the log end when this host stopped being its primary. */
   private readonly closedEnds = new Map<string, LogPosition>();
+  /** Resources whose persisted closed log end was read in this run. */
+  private readonly closedEndsLoaded = new Set<string>();
   /** Per exported resource: who had the device open when last looked at. */
   private readonly opened = new Map<string, OpenState>();
   private readonly startedMs: number;
@@ -77,6 +83,8 @@ export class ResourceManager {
     private readonly pathsOf: (resource: string) => { socket: string; logDirectory: string },
     private readonly clock: Clock,
     private readonly logger: Logger,
+    /** Where closed log ends are kept across restarts (none: in memory only). */
+    private readonly closedLogEnds?: ClosedLogEnds,
   ) {
     this.startedMs = clock.monotonicMs();
     map.onChange((entry) => {
@@ -172,6 +180,7 @@ export class ResourceManager {
     for (const resource of resourceNames(this.map)) {
       const member = membershipOf(this.map, resource, this.host);
       if (!member) continue;
+      await this.loadClosedEnd(resource);
       const sizeBytes = this.map.get(keys.size(resource));
       const attach = this.map.get(keys.todo(resource, this.host, "attach")) === true;
       const primary = this.wantsPrimary(resource);
@@ -214,12 +223,17 @@ export class ResourceManager {
   ): Promise<void> {
     try {
       const paths = this.pathsOf(resource);
+      if (want.primary) {
+        // Before anything can be written: a closed end that outlived this export would let a
+        // later handover finish short of the log.
+        this.closedEnds.delete(resource);
+        await this.closedLogEnds?.remove(paths.logDirectory);
+      }
       const handle = await this.attacher.attach({
         resource, host: this.host, disk: want.disk, sizeBytes: want.sizeBytes,
         primary: want.primary, socketPath: paths.socket, logDirectory: paths.logDirectory,
       });
       this.attached.set(resource, { primary: want.primary, handle });
-      if (want.primary) this.closedEnds.delete(resource);
       this.logger.log("info", "resource-attached", {
         resource, primary: want.primary, export: handle.exportAddress || undefined,
       });
@@ -241,10 +255,34 @@ export class ResourceManager {
     await current.handle.detach();
     // After detach the log is closed: its durable end is final (a handover waits for it).
     const log = current.handle.primaryLog;
-    if (current.primary && log) this.closedEnds.set(resource, log.durableEnd);
+    if (current.primary && log) await this.keepClosedEnd(resource, log.durableEnd);
     this.logger.log("info", "resource-detached", { resource });
     if (membershipOf(this.map, resource, this.host)) {
       this.publish(resource, this.actualOf(resource, undefined, current.primary));
+    }
+  }
+
+  /** Reads the persisted closed log end once per run (a restart mid-handover resumes it). */
+  private async loadClosedEnd(resource: string): Promise<void> {
+    if (this.closedEndsLoaded.has(resource)) return;
+    this.closedEndsLoaded.add(resource);
+    if (this.closedEnds.has(resource) || this.attached.get(resource)?.primary) return;
+    const end = await this.closedLogEnds?.read(this.pathsOf(resource).logDirectory)
+      .catch(() => undefined);
+    if (end) this.closedEnds.set(resource, end);
+  }
+
+  private async keepClosedEnd(resource: string, end: LogPosition): Promise<void> {
+    this.closedEnds.set(resource, end);
+    this.closedEndsLoaded.add(resource);
+    try {
+      await this.closedLogEnds?.write(this.pathsOf(resource).logDirectory, end);
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      // Published all the same; only a restart before the handover ends would time it out.
+      this.logger.log("error", "closed-log-end-not-persisted", {
+        resource, reason: error.message,
+      });
     }
   }
 

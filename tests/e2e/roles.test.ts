@@ -91,6 +91,35 @@ test("handover ring alpha→beta→gamma→alpha under a continuous writer: no f
   expect(digests.gamma).toBe(digests.alpha!);
 }, 150_000);
 
+test("an old primary restarted while a handover waits for its device: its closed log end is " +
+  "persisted, the restarted engine publishes it and the handover completes, nothing lost",
+async () => {
+  const root = testRoot("mars-e2e-roles-restart-");
+  const cluster = await replicationCluster(root, ["alpha", "beta"]);
+  const [alpha, beta] = [cluster.primary, ...cluster.secondaries] as EngineHandle[];
+  const resource = cluster.resource;
+  const device = await openExport(alpha!, resource);
+  const writer = new ContinuousWriter(0, 1, 4);
+  await writer.runTo(device, 200);
+  const handing = beta!.mars("primary", resource, "--wait-closed", "--timeout", "60");
+  await Bun.sleep(1500); // the handover waits for alpha's device to close
+  // alpha's service restarts meanwhile: the graceful stop closes the log at its durable end.
+  expect(await alpha!.stop()).toBe(0);
+  await device.close().catch(() => {});
+  expect(existsSync(join(alpha!.home, "resources", resource, "closed-log-end"))).toBe(true);
+  await alpha!.start();
+  const handed = await handing;
+  if (handed.exitCode !== 0) console.log(alpha!.log());
+  ok("primary across alpha's restart", handed);
+  const moved = await openExport(beta!, resource);
+  expect(await missingBlocks(moved, writer.flushed)).toEqual([]);
+  await moved.close();
+  ok("wait-sync", await beta!.mars("wait-sync", "--all", "--timeout", "60"));
+  for (const engine of [alpha!, beta!]) expect(await engine.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.alpha).toBe(digests.beta!);
+}, 150_000);
+
 test("failover after kill -9: the new primary writes, the old one returns, steps down, split " +
   "brain is shown (wait-sync 5), the repair runs, all disks end equal", async () => {
   const root = testRoot("mars-e2e-roles-failover-");
@@ -119,10 +148,21 @@ test("failover after kill -9: the new primary writes, the old one returns, steps
   const winner = new ContinuousWriter(150, 3, 4);
   await winner.runTo(device, 400);
   await alpha!.start();
-  await eventually(async () =>
-    (await viewJson(alpha!)).resources[0]?.splitBrains?.alpha !== undefined, 20_000);
+  // Both sides' log after the split point: alpha counts its own, beta (the winner) publishes its.
+  // beta counts again at most every 5 s (gamma's split brain had it counted while it wrote):
+  // each write beta took after the failover is one record of its log after the split.
+  await eventually(async () => ((await viewJson(alpha!)).resources[0]?.splitBrains?.alpha
+    ?.primaryRecordsAfter ?? 0) >= winner.written, 20_000);
+  const shown = (await viewJson(alpha!)).resources[0].splitBrains.alpha;
+  expect(shown.localBytesAfter).toBeGreaterThan(0);
+  expect(shown.localRecordsAfter).toBeGreaterThan(0);
+  expect(shown.primaryBytesAfter).toBeGreaterThan(0);
+  console.log(`both sides after the split: alpha ${shown.localBytesAfter} B / ` +
+    `${shown.localRecordsAfter} records, beta ${shown.primaryBytesAfter} B / ` +
+    `${shown.primaryRecordsAfter} records (${winner.written} writes of ${blockBytes} B)`);
   const view = await alpha!.mars("view", resource);
-  expect(view.stdout).toContain("split-brain@alpha=");
+  expect(view.stdout).toMatch(new RegExp(String.raw`split-brain@alpha="at \d+@\d+,` +
+    String.raw`alpha-wrote=\d+B/\d+records,beta-wrote=\d+B/\d+records`));
   console.log(view.stdout.trim());
   const waited = await alpha!.mars("wait-sync", resource, "--timeout", "10");
   expect(waited.exitCode).toBe(5);
