@@ -19,9 +19,16 @@ export function encodeFrame(message: unknown): Uint8Array {
   return frame;
 }
 
-/** Cuts a byte stream into frames and decodes each; oversized or malformed input throws. */
+/**
+ * Cuts a byte stream into frames and decodes each; oversized or malformed input throws. Every
+ * byte is copied once, into a buffer of exactly its frame's size (a chunk is only valid during
+ * `push`, and decoded byte strings may be views of that buffer, so it is never reused).
+ */
 export class FrameReader {
-  private buffered: Uint8Array = new Uint8Array(0);
+  private readonly header = new Uint8Array(frameHeaderBytes);
+  private headerFilled = 0;
+  private payload: Uint8Array | undefined;
+  private payloadFilled = 0;
   /** The current bound on one frame's payload; raised after authentication. */
   payloadBytesMax = unauthenticatedFrameBytesMax;
 
@@ -29,22 +36,41 @@ export class FrameReader {
 
   /** Feeds bytes; calls `onMessage` for every complete frame, in order. */
   push(chunk: Uint8Array): void {
-    const joined = new Uint8Array(this.buffered.length + chunk.length);
-    joined.set(this.buffered);
-    joined.set(chunk, this.buffered.length);
     let offset = 0;
-    while (joined.length - offset >= frameHeaderBytes) {
-      const view = new DataView(joined.buffer, joined.byteOffset + offset, frameHeaderBytes);
-      const length = view.getUint32(0);
+    while (offset < chunk.length) {
+      offset = this.payload === undefined ? this.takeHeader(chunk, offset)
+        : this.takePayload(chunk, offset);
+    }
+    // A frame with an empty payload completes as soon as its header does.
+    if (this.payload !== undefined && this.payload.length === 0) this.takePayload(chunk, offset);
+  }
+
+  private takeHeader(chunk: Uint8Array, offset: number): number {
+    const count = Math.min(frameHeaderBytes - this.headerFilled, chunk.length - offset);
+    this.header.set(chunk.subarray(offset, offset + count), this.headerFilled);
+    this.headerFilled += count;
+    if (this.headerFilled === frameHeaderBytes) {
+      const length = new DataView(this.header.buffer).getUint32(0);
       if (length > this.payloadBytesMax) {
         throw new MarsError("protocol", `frame of ${length} bytes exceeds ${this.payloadBytesMax}`);
       }
-      if (joined.length - offset - frameHeaderBytes < length) break;
-      const start = offset + frameHeaderBytes;
-      offset = start + length;
-      this.onMessage(decodeCbor(joined.subarray(start, offset)));
+      this.payload = new Uint8Array(length);
+      this.payloadFilled = 0;
+      this.headerFilled = 0;
     }
-    this.buffered = joined.slice(offset);
-    assert(this.buffered.length < frameHeaderBytes + this.payloadBytesMax, "buffer is bounded");
+    return offset + count;
+  }
+
+  private takePayload(chunk: Uint8Array, offset: number): number {
+    const payload = this.payload;
+    assert(payload !== undefined, "a payload is being filled");
+    const count = Math.min(payload.length - this.payloadFilled, chunk.length - offset);
+    payload.set(chunk.subarray(offset, offset + count), this.payloadFilled);
+    this.payloadFilled += count;
+    if (this.payloadFilled === payload.length) {
+      this.payload = undefined;
+      this.onMessage(decodeCbor(payload));
+    }
+    return offset + count;
   }
 }

@@ -49,3 +49,30 @@ test("a valid frame split at every byte boundary is read once", () => {
   }
   expect(feed([frame, frame, frame])).toEqual({ messages: 3 });
 });
+
+test("frames cut anywhere come back equal and in order, even when chunks are reused", () => {
+  const message = fc.record({
+    type: fc.constant("blob"), time: fc.nat(), text: fc.string({ maxLength: 20 }),
+    bytes: fc.uint8Array({ maxLength: 3000 }),
+  });
+  const cuts = fc.array(fc.nat({ max: 20_000 }), { maxLength: 12 });
+  fc.assert(fc.property(fc.array(message, { maxLength: 8 }), cuts, (messages, cutPoints) => {
+    const stream = Buffer.concat(messages.map((item) => encodeFrame(item)));
+    const points = [...new Set(cutPoints.map((point) => point % (stream.length + 1)))]
+      .sort((left, right) => left - right);
+    const received: unknown[] = [];
+    const reader = new FrameReader((value) => received.push(value));
+    reader.payloadBytesMax = 1 << 20;
+    let start = 0;
+    // Like a socket's receive buffer, one scratch array is refilled for every chunk.
+    const scratch = new Uint8Array(stream.length);
+    for (const end of [...points, stream.length]) {
+      const chunk = scratch.subarray(0, end - start);
+      chunk.set(stream.subarray(start, end));
+      reader.push(chunk);
+      chunk.fill(0xee);
+      start = end;
+    }
+    expect(received).toEqual(messages);
+  }), propertyParameters("frame reassembly", 300));
+});
