@@ -1,5 +1,5 @@
 /** Runs the compiled dist/mars the way a deploy script would, for end-to-end tests. */
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -34,7 +34,16 @@ export async function runMars(
   return { exitCode, stdout, stderr };
 }
 
-/** A fresh temporary directory for one test. */
+const madeDirectories: string[] = [];
+
+/** A fresh temporary directory for one test; the preload removes it after the run. */
 export function temporaryDirectory(prefix = "mars-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  madeDirectories.push(path);
+  return path;
+}
+
+/** Removes every directory `temporaryDirectory` made (engines must be stopped first). */
+export function removeTemporaryDirectories(): void {
+  for (const path of madeDirectories.splice(0)) rmSync(path, { recursive: true, force: true });
 }
