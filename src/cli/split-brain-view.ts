@@ -11,6 +11,8 @@ export interface SplitBrainView extends SplitBrainRecord {
   /** Log bytes and records the primary wrote after the split point; null: unknown. */
   readonly primaryBytesAfter: number | null;
   readonly primaryRecordsAfter: number | null;
+  /** false while the primary has not published its count for this split point yet. */
+  readonly primaryCounted?: false;
 }
 
 /** Every member's published split-brain record of `resource`, by host. */
@@ -28,15 +30,20 @@ export function splitBrainRecords(
   return records;
 }
 
-/** The primary's published count after this record's split point (resource/R/split-winner). */
+/**
+ * The primary's published count after this record's split point (resource/R/split-winner);
+ * undefined while it has not counted it yet (the line view says "?", --json null).
+ */
 function winnerWrites(get: Lookup, resource: string, record: SplitBrainRecord) {
   const unknown = { primaryBytesAfter: null, primaryRecordsAfter: null };
+  const notYet = { ...unknown, primaryCounted: false };
   const split = record.splitPoint;
   const value = get(keys.splitWinner(resource, record.primary)) as SplitWinnerRecord | undefined;
-  if (!split || !Array.isArray(value?.writes)) return unknown;
+  if (!split) return unknown;
+  if (!Array.isArray(value?.writes)) return notYet;
   const found = value.writes.find((entry) => entry?.splitPoint &&
     comparePositions(entry.splitPoint, split) === 0);
-  if (!found) return unknown;
+  if (!found) return notYet;
   return { primaryBytesAfter: found.bytesAfter, primaryRecordsAfter: found.recordsAfter };
 }
 
@@ -51,8 +58,8 @@ export function splitBrainWords(records: Readonly<Record<string, SplitBrainView>
   return Object.entries(records).map(([host, record]) => {
     const at = record.splitPoint ? positionText(record.splitPoint) : "?";
     const mine = `,${host}-wrote=${wroteText(record.localBytesAfter, record.localRecordsAfter)}`;
-    const theirs = `,${record.primary}-wrote=` +
-      wroteText(record.primaryBytesAfter, record.primaryRecordsAfter);
+    const theirs = `,${record.primary}-wrote=` + (record.primaryCounted === false ? "?"
+      : wroteText(record.primaryBytesAfter, record.primaryRecordsAfter));
     const state = record.repairStartedMs === null ? "held" : "repairing";
     const repair = record.repair === undefined ? "" : ` repair ${repairText(record.repair)}`;
     return `split-brain@${host}=${JSON.stringify(`at ${at}${mine}${theirs} (${state})` +

@@ -78,6 +78,12 @@ export async function detect(old: DemoHost): Promise<string> {
     line = /split-brain@\S+=("[^"]*")/.exec(result.stdout)?.[1] ?? "";
     return line !== "";
   }, 30_000, `${old.name} to find the split brain`);
+  // The winner publishes its side of the split within a second ("?" until then).
+  await waitFor(async () => {
+    const result = await old.mars("view", resource);
+    line = /split-brain@\S+=("[^"]*")/.exec(result.stdout)?.[1] ?? line;
+    return !/-wrote=\?/.test(line);
+  }, 5_000, "").catch(() => undefined);
   return `${old.name} restarted as secondary; view: ${line}`;
 }
 

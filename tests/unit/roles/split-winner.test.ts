@@ -75,6 +75,8 @@ test("the primary publishes the bytes and records it wrote after a member's spli
   const endOf2 = await logfile(storage, clock, 2, 3);
   const endOf3 = await logfile(storage, clock, 3, 2);
   const map = winnerMap(split);
+  const [before] = splitBrainWords(splitBrainRecords((key) => map.get(key), "r", ["alpha"]));
+  expect(before).toContain("alpha-wrote=4000B/7records,beta-wrote=? "); // not counted yet
   const repair = repairOf(map, storage, clock);
   repair.start();
   await settle(clock);
