@@ -10,6 +10,7 @@ import { systemClock } from "../../src/platform/clock.ts";
 import { systemFiles } from "../../src/platform/files.ts";
 import { openIoEngine } from "../../src/platform/io/index.ts";
 import type { Storage } from "../../src/platform/types.ts";
+import { ChunkBufferPool, syncChunkBytes } from "../../src/sync/chunk.ts";
 import { memoryCursorStore } from "../../src/sync/cursor.ts";
 import { runFullSync, type SyncPeer } from "../../src/sync/full-sync.ts";
 import { localSyncSource } from "../../src/sync/source.ts";
@@ -56,12 +57,18 @@ function writeDisk(path: string, seed: number, differEvery: number): void {
   closeSync(fd);
 }
 
+/** Page-aligned read buffers (no bounce copy), as the engine's sync uses (chunk.ts). */
+let allocate: ((sizeBytes: number) => Uint8Array) | undefined;
+const readBuffers: Uint8Array[] = [];
+
 async function sequentialRead(devices: FileDevice[]): Promise<number> {
   const started = performance.now();
+  let taken = 0;
   await Promise.all(devices.map(async (device) => {
     let next = 0;
     const reader = async () => {
-      const buffer = new Uint8Array(readChunkBytes);
+      readBuffers[taken] ??= allocate?.(readChunkBytes) ?? new Uint8Array(readChunkBytes);
+      const buffer = readBuffers[taken++]!;
       while (next < sizeBytes) {
         const offset = next;
         next += readChunkBytes;
@@ -82,17 +89,25 @@ function delayed(peer: SyncPeer): SyncPeer {
   } };
 }
 
+/** Each side its own pool, as on two hosts. */
+let pools: { source: ChunkBufferPool; target: ChunkBufferPool } | undefined;
+
 async function syncOnce(storage: Storage, source: string, target: string) {
+  pools ??= {
+    source: new ChunkBufferPool(syncChunkBytes, allocate),
+    target: new ChunkBufferPool(syncChunkBytes, allocate),
+  };
   const view = await openFileDevice(storage, source, { direct, readOnly: true });
   const disk = await openFileDevice(storage, target, { direct: targetDirect });
   const peer = localSyncSource({
     host: "source", view, reads: "device-view",
     logEnd: () => ({ sequence: 1, offsetBytes: 0 }),
-    writebackPosition: () => ({ sequence: 1, offsetBytes: 0 }),
+    writebackPosition: () => ({ sequence: 1, offsetBytes: 0 }), buffers: pools.source,
   });
   const started = performance.now();
   const outcome = await runFullSync({
     target: disk, peer: delayed(peer), cursors: memoryCursorStore(), clock: systemClock,
+    buffers: pools.target,
   });
   const elapsedMs = performance.now() - started;
   await view.close();
@@ -114,6 +129,7 @@ async function main(): Promise<void> {
   const target = join(targetDirectory, "mars-bench-sync-target.img");
   const io = openIoEngine();
   const storage: Storage = { files: systemFiles, io: io.engine };
+  allocate = io.engine.allocateBuffer?.bind(io.engine);
   writeDisk(source, 1, 0);
   console.log(`sync bench: ${sizeBytes >> 20} MiB, ${direct ? "O_DIRECT" : "page cache"}, ` +
     `target in ${targetDirectory}, ` +

@@ -5,8 +5,8 @@ import type { BlockDevice } from "../block/types.ts";
 import { comparePositions, type LogPosition } from "../log/position.ts";
 import type { Clock } from "../platform/types.ts";
 import {
-  blockDigests, ChunkBuffers, checkGeometry, defaultGeometry, patchesOf, type ChunkGeometry,
-  type ChunkReply, type ChunkRequest,
+  blockDigests, ChunkBufferPool, ChunkBuffers, checkGeometry, defaultGeometry, patchesOf,
+  type ChunkGeometry, type ChunkReply, type ChunkRequest,
 } from "./chunk.ts";
 import {
   checkCursor, cursorTotalBytes, type SyncCursor, type SyncCursorStore,
@@ -48,6 +48,8 @@ export interface FullSyncOptions {
   readonly geometry?: ChunkGeometry;
   readonly windowChunks?: number;
   readonly persistEveryChunks?: number;
+  /** Where chunk buffers come from (the engine's shared, page-aligned pool); else a new one. */
+  readonly buffers?: ChunkBufferPool;
   /** Called after each persisted step (for `view`: sync percentage). */
   readonly progress?: (copiedBytes: number, sizeBytes: number) => void;
   /** Polled between chunks: true stops the copy at the next persisted point (pause, detach). */
@@ -93,7 +95,8 @@ export async function runFullSync(options: FullSyncOptions): Promise<FullSyncOut
   const geometry = options.geometry ?? defaultGeometry;
   checkGeometry(geometry);
   const cursor = await phase1Begin(options);
-  const buffers = new ChunkBuffers(geometry.chunkBytes, syncWindowChunksMax);
+  const buffers = new ChunkBuffers(geometry.chunkBytes, syncWindowChunksMax,
+    options.buffers ?? new ChunkBufferPool(geometry.chunkBytes));
   const state: CopyState = { cursor, buffers, comparedBytes: 0, transferredBlocks: 0 };
   const outcome = (done: "copied" | "stopped"): FullSyncOutcome => ({
     state: done, cursor: state.cursor, comparedBytes: state.comparedBytes,

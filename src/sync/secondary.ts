@@ -15,6 +15,7 @@ import {
   splitBrainInvalidate, type SplitBrainRecord,
 } from "../roles/split-brain-repair.ts";
 import { dialChannel, type ChannelContext, type Session } from "../transport/channel.ts";
+import type { ChunkBufferPool } from "./chunk.ts";
 import { fileCursorStore, type SyncCursor, type SyncCursorStore } from "./cursor.ts";
 import { catchUpDone, runFullSync, type TargetedPlan } from "./full-sync.ts";
 import { RemoteSyncPeer } from "./remote.ts";
@@ -52,6 +53,8 @@ export interface SecondarySyncOptions extends SyncEffects {
   readonly syncsRunning: () => number;
   readonly publish: (report: ReplicationReport) => void;
   readonly clusterSyncsMax?: number;
+  /** The engine's chunk buffers (page-aligned, shared by its syncs). */
+  readonly chunkBuffers?: ChunkBufferPool;
 }
 
 export class SecondarySync {
@@ -298,6 +301,7 @@ export class SecondarySync {
       const outcome = await runFullSync({
         target, peer: remote, cursors: this.cursors, clock,
         ...(this.plan ? { plan: this.plan } : {}),
+        ...(this.options.chunkBuffers ? { buffers: this.options.chunkBuffers } : {}),
         progress: (copied, size) => this.report(progressOf(copied, size, startedMs, clock)),
         stopRequested: () => this.stopped || this.sourceReady() === "sync paused",
       });

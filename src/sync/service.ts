@@ -7,6 +7,7 @@ import type { TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService, PrimaryLog } from "../replication/service.ts";
 import type { Session, SessionHandlers } from "../transport/channel.ts";
+import { ChunkBufferPool, syncChunkBytes } from "./chunk.ts";
 import { askLogEnd } from "./log-end.ts";
 import { serveSyncSession } from "./remote.ts";
 import { SecondarySync, type SyncEffects } from "./secondary.ts";
@@ -33,10 +34,14 @@ export class SyncService {
   private readonly sessions = new Set<Session>();
   private readonly secondaries = new Map<string, SecondarySync>();
 
+  /** Chunk buffers of every sync this engine serves or runs (page-aligned: no bounce copy). */
+  private readonly buffers: ChunkBufferPool;
   private timer: TimerHandle | undefined;
   private stopped = false;
 
   constructor(private readonly options: SyncServiceOptions) {
+    const io = options.storage.io;
+    this.buffers = new ChunkBufferPool(syncChunkBytes, io.allocateBuffer?.bind(io));
     this.schedule();
     options.map.onChange((entry) => {
       const [first, resource, third, owner, fifth] = entry.key.split("/");
@@ -52,6 +57,7 @@ export class SyncService {
     const source = localSyncSource({
       host: this.options.host, view, reads: "device-view",
       logEnd: () => log.logEnd, writebackPosition: () => log.writebackPosition,
+      buffers: this.buffers,
     });
     this.sources.set(resource, {
       ...source,
@@ -102,7 +108,7 @@ export class SyncService {
     resource: string, disk: string, directory: string,
   ): Promise<() => Promise<void>> {
     const secondary = new SecondarySync({
-      ...this.options, resource, disk, directory,
+      ...this.options, resource, disk, directory, chunkBuffers: this.buffers,
       syncsRunning: () => this.syncsRunning(),
       publish: (report) => this.options.map.set(keys.replication(resource, this.options.host),
         report),

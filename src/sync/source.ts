@@ -3,7 +3,8 @@ import { MarsError } from "../lib/errors.ts";
 import type { BlockDevice } from "../block/types.ts";
 import type { LogPosition } from "../log/position.ts";
 import {
-  answerChunk, ChunkBuffers, checkRequest, syncChunkBytes, type ChunkReply, type ChunkRequest,
+  answerChunk, ChunkBufferPool, ChunkBuffers, checkRequest, syncChunkBytes, type ChunkReply,
+  type ChunkRequest,
 } from "./chunk.ts";
 import type { SyncPeer } from "./full-sync.ts";
 
@@ -20,6 +21,8 @@ export interface SyncSourceOptions {
   readonly reads: "device-view" | "raw-disk";
   readonly logEnd: () => LogPosition;
   readonly writebackPosition: () => LogPosition;
+  /** Where chunk buffers come from (the engine's shared, page-aligned pool); else a new one. */
+  readonly buffers?: ChunkBufferPool;
 }
 
 /** The rule "a full sync reads the device view, or replays from the writeback position". */
@@ -46,7 +49,8 @@ export function localSyncSource(options: SyncSourceOptions): SyncPeer {
           throw new MarsError("protocol",
             `the sync peer has more than ${sourceComparisonsMax} comparisons in flight`);
         }
-        buffers ??= new ChunkBuffers(syncChunkBytes, sourceComparisonsMax);
+        buffers ??= new ChunkBuffers(syncChunkBytes, sourceComparisonsMax,
+          options.buffers ?? new ChunkBufferPool(syncChunkBytes));
         const data = buffers.take(request.lengthBytes);
         try {
           await options.view.read(request.offsetBytes, data);
