@@ -1,5 +1,6 @@
 // `bun run bench nbd`: fio's nbd engine against `mars serve` and `nbdkit file`, same filesystem.
 // Usage: bun run bench nbd [--seconds N] [--rounds N] [--directory DIR] [--only file|translog]
+//        [--binary PATH] (default dist/mars; a copy keeps a concurrent rebuild out of the run)
 // mars runs twice: over the plain file device, and through the translog (--log-dir) onto a
 // file. Rounds alternate between the servers; the table shows medians and mars ÷ nbdkit.
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -13,12 +14,13 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     directory: { type: "string", default: "/var/tmp" },
     only: { type: "string" },
+    binary: { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const diskBytes = 1024 ** 3;
-const binary = resolve(import.meta.dir, "../../dist/mars");
+const binary = resolve(values.binary ?? resolve(import.meta.dir, "../../dist/mars"));
 
 interface Workload {
   readonly name: string;

@@ -8,51 +8,14 @@ import {
   type RecordInput,
 } from "./format.ts";
 import { chainDigest, logfileName, type LogPosition } from "./position.ts";
+import { BatchBuffers, directBlockBytes, roundUp } from "./batch-buffers.ts";
+import {
+  batchEagerBytesMin, defaultLogWriterLimits, preallocateSkipBatchBytesMin, type LogWriterLimits,
+} from "./writer-limits.ts";
 
-export interface LogWriterLimits {
-  /** A batch is sealed once it holds this many bytes (it always holds at least one record). */
-  readonly batchBytesMax: number;
-  readonly batchRecordsMax: number;
-  /** Longest a non-FUA record waits before its batch is written without being asked. */
-  readonly batchDelayMs: number;
-  /** A logfile is finished (rotated) before a record would make it longer than this. */
-  readonly logfileBytesMax: number;
-  /**
-   * A logfile older than this is finished at the next append, so a quiet resource's log still
-   * comes in pieces that retention can delete (docs/log-lifetime.md). 0 turns it off.
-   */
-  readonly logfileAgeMsMax: number;
-  /** Appended bytes not yet durable; the caller keeps below it (the translog's overlay does). */
-  readonly unsyncedBytesMax: number;
-  /**
-   * Zeroes are written ahead of the records in steps growing from `preallocateBytesMin` to
-   * `preallocateBytesMax` (never past `logfileBytesMax`), so a batch's fdatasync overwrites
-   * allocated blocks and need not commit a size change. 0 turns it off.
-   */
-  readonly preallocateBytesMin: number;
-  readonly preallocateBytesMax: number;
-}
-
-export const defaultLogWriterLimits: LogWriterLimits = {
-  batchBytesMax: 4 * 1024 * 1024,
-  batchRecordsMax: 4096,
-  batchDelayMs: 5,
-  logfileBytesMax: 1024 * 1024 * 1024,
-  logfileAgeMsMax: 60 * 60 * 1000,
-  unsyncedBytesMax: 512 * 1024 * 1024,
-  preallocateBytesMin: 1024 * 1024,
-  preallocateBytesMax: 64 * 1024 * 1024,
-};
-/** Zeroes written per I/O while preallocating. */
-export const preallocateWriteBytesMax = 1024 * 1024;
-const zeroes = new Uint8Array(preallocateWriteBytesMax);
+export { defaultLogWriterLimits, type LogWriterLimits } from "./writer-limits.ts";
 /** Callers waiting for durability at once. */
 export const durableWaitersMax = 65536;
-/**
- * Batch buffers (`batchBytesMax` each) kept for reuse once their batch is durable; more are
- * allocated while many sealed batches wait, and dropped afterwards.
- */
-export const batchBuffersSpareMax = 2;
 
 export interface LogWriterOptions {
   readonly storage: Storage;
@@ -88,6 +51,10 @@ interface OpenLogfile {
   readonly previousDigest: Uint8Array;
   readonly header: Uint8Array;
   fd: number;
+  /** The same file opened with O_DIRECT for batches (-1: batches use `fd`). */
+  directFd: number;
+  /** The bytes of the logfile's last partial block (the direct layout rewrites them). */
+  tail: Uint8Array;
   /** Bytes assigned so far (durable or not). */
   sizeBytes: number;
   /** Bytes on disk: records, then preallocated zeroes. */
@@ -101,11 +68,17 @@ interface OpenLogfile {
 interface Batch {
   readonly file: OpenLogfile;
   readonly startOffset: number;
-  /** Records are encoded straight into it (one copy per record); `bytes` of it are used. */
+  /**
+   * Records are encoded straight into it (one copy per record) after `headBytes`, the end of
+   * the logfile's last partial block (direct layout; else 0); `bytes` of records so far.
+   */
   readonly buffer: Uint8Array;
+  readonly headBytes: number;
   bytes: number;
   recordCount: number;
   lastSequence: number;
+  /** Its delay is over: commit it as soon as the log is free. */
+  due: boolean;
 }
 
 type Work =
@@ -127,7 +100,11 @@ export class LogWriter {
   private timer: TimerHandle | undefined;
   private waiters: Array<{ sequence: number; resolve: () => void; reject: (e: Error) => void }> =
     [];
-  private readonly spareBuffers: Uint8Array[] = [];
+  private readonly buffers: BatchBuffers;
+  /** Batches go in whole blocks of this size: 1, or directBlockBytes with O_DIRECT logfiles. */
+  private blockBytes = 1;
+  /** Whether logfiles open with O_DIRECT (decided by the first one). */
+  private directChosen: boolean | undefined;
   private appendedSequenceValue: number;
   private durableSequenceValue: number;
   private unsyncedBytes = 0;
@@ -141,6 +118,7 @@ export class LogWriter {
   private constructor(private readonly options: LogWriterOptions, start: LogStart) {
     this.limits = { ...defaultLogWriterLimits, ...options.limits };
     assert(this.limits.batchBytesMax <= this.limits.unsyncedBytesMax, "batch fits unsynced");
+    this.buffers = new BatchBuffers(options.storage.io, this.limits.batchBytesMax);
     this.appendedSequenceValue = start.firstRecordSequence - 1;
     this.durableSequenceValue = start.firstRecordSequence - 1;
     this.lastStamp = start.stampFloor;
@@ -152,6 +130,7 @@ export class LogWriter {
   static async start(options: LogWriterOptions, start: LogStart): Promise<LogWriter> {
     const writer = new LogWriter(options, start);
     await writer.createLogfile(writer.file);
+    if (writer.directChosen === true) writer.blockBytes = directBlockBytes;
     return writer;
   }
 
@@ -195,12 +174,13 @@ export class LogWriter {
     const batch = this.openBatch(recordBytes);
     const file = this.file;
     const start = { sequence: file.sequence, offsetBytes: file.sizeBytes };
+    const at = batch.headBytes + batch.bytes;
     const encodedBytes = encodeRecordInto({ ...input, sequence, stamp }, {
       logfileSequence: file.sequence, fileOffset: file.sizeBytes,
       batchStartOffset: batch.startOffset,
-    }, this.options.codec ?? "none", batch.buffer, batch.bytes);
+    }, this.options.codec ?? "none", batch.buffer, at);
     assert(encodedBytes <= recordBytes, "a record is never longer than header and payload");
-    file.digest.update(batch.buffer.subarray(batch.bytes, batch.bytes + encodedBytes));
+    file.digest.update(batch.buffer.subarray(at, at + encodedBytes));
     batch.bytes += encodedBytes;
     batch.recordCount++;
     batch.lastSequence = sequence;
@@ -287,8 +267,9 @@ export class LogWriter {
     digest.update(header);
     return {
       sequence, path: `${this.options.directory}/${name}`, digest, previousDigest, header,
-      fd: -1, sizeBytes: logfileHeaderBytes, allocatedBytes: logfileHeaderBytes,
-      preallocateStepBytes: this.limits.preallocateBytesMin, recordCount: 0, createdMs,
+      fd: -1, directFd: -1, tail: header, sizeBytes: logfileHeaderBytes,
+      allocatedBytes: logfileHeaderBytes, preallocateStepBytes: this.limits.preallocateBytesMin,
+      recordCount: 0, createdMs,
     };
   }
 
@@ -313,30 +294,33 @@ export class LogWriter {
       this.pending.bytes + recordBytes > this.limits.batchBytesMax ||
       this.pending.recordCount >= this.limits.batchRecordsMax);
     if (full) this.sealPending();
-    this.pending ??= {
-      file: this.file, startOffset: this.file.sizeBytes, buffer: this.takeBuffer(recordBytes),
-      bytes: 0, recordCount: 0, lastSequence: 0,
+    this.pending ??= this.newBatch(recordBytes);
+    const pending = this.pending;
+    assert(pending.file === this.file, "a batch belongs to one logfile");
+    assert(pending.headBytes + pending.bytes + recordBytes + directBlockBytes <=
+      pending.buffer.length, "the record and the padding fit");
+    return pending;
+  }
+
+  /** A batch that starts with the logfile's last partial block (direct layout). */
+  private newBatch(recordBytes: number): Batch {
+    const file = this.file;
+    const headBytes = file.sizeBytes % this.blockBytes;
+    assert(headBytes <= file.tail.length, "the last partial block is known");
+    const buffer = this.buffers.take(recordBytes);
+    buffer.set(file.tail.subarray(file.tail.length - headBytes), 0);
+    return {
+      file, startOffset: file.sizeBytes, buffer, headBytes, bytes: 0, recordCount: 0,
+      lastSequence: 0, due: false,
     };
-    assert(this.pending.file === this.file, "a batch belongs to one logfile");
-    assert(this.pending.bytes + recordBytes <= this.pending.buffer.length, "the record fits");
-    return this.pending;
-  }
-
-  /** A batch buffer: a spare one, a new one, or (for a record above the batch size) its own. */
-  private takeBuffer(recordBytes: number): Uint8Array {
-    const standardBytes = this.limits.batchBytesMax;
-    if (recordBytes > standardBytes) return new Uint8Array(recordBytes);
-    return this.spareBuffers.pop() ?? new Uint8Array(standardBytes);
-  }
-
-  /** A durable batch's buffer may be reused: nothing refers to it any more. */
-  private returnBuffer(buffer: Uint8Array): void {
-    if (buffer.length !== this.limits.batchBytesMax) return;
-    if (this.spareBuffers.length < batchBuffersSpareMax) this.spareBuffers.push(buffer);
   }
 
   private sealPending(): void {
     if (this.pending === undefined) return;
+    const { buffer, headBytes, bytes } = this.pending;
+    const usedBytes = headBytes + bytes;
+    // The next batch rewrites the block this one ends in (a copy: this buffer is reused).
+    this.pending.file.tail = buffer.slice(usedBytes - (usedBytes % this.blockBytes), usedBytes);
     this.work.push({ kind: "batch", batch: this.pending });
     this.pending = undefined;
   }
@@ -354,16 +338,31 @@ export class LogWriter {
     if (this.closed || this.failure) return;
     this.timer = this.options.clock.setTimer(this.limits.batchDelayMs, () => {
       this.timer = undefined;
+      if (this.running !== undefined) {
+        // The log is busy: the batch keeps growing and goes as soon as the log is free.
+        if (this.pending !== undefined) this.pending.due = true;
+        return;
+      }
       this.sealPending();
       void this.pump();
     });
+  }
+
+  /**
+   * Whether the open batch goes as soon as the log is free: someone waits for it, its delay is
+   * over, or it grew large while the previous batch was committed (group commit).
+   */
+  private commitsNow(): boolean {
+    const pending = this.pending;
+    if (pending === undefined) return false;
+    return this.waiters.length > 0 || pending.due || pending.bytes >= batchEagerBytesMin;
   }
 
   /** Commits: one work item at a time, in order; the only place that touches the disk. */
   private pump(): Promise<void> {
     this.running ??= this.drainWork().finally(() => {
       this.running = undefined;
-      if (this.waiters.length > 0 && !this.failure) this.sealPending();
+      if (this.commitsNow() && !this.failure) this.sealPending();
       if (this.work.length > 0 && !this.failure) void this.pump();
       else if (this.pending !== undefined && this.timer === undefined) this.armTimer();
     });
@@ -375,7 +374,7 @@ export class LogWriter {
       for (let item = this.work.shift(); item !== undefined; item = this.work.shift()) {
         if (this.failure) break;
         await this.perform(item);
-        if (this.work.length === 0 && this.waiters.length > 0) this.sealPending();
+        if (this.work.length === 0 && this.commitsNow()) this.sealPending();
       }
     } catch (error) {
       this.fail(error);
@@ -392,6 +391,8 @@ export class LogWriter {
   private async finishLogfile(file: OpenLogfile): Promise<void> {
     if (file.fd < 0) return;
     const { files } = this.options.storage;
+    if (file.directFd >= 0) await files.close(file.directFd);
+    file.directFd = -1;
     if (file.allocatedBytes > file.sizeBytes) {
       await files.truncate(file.fd, file.sizeBytes);
       await this.submit(file, [{ kind: "fsync", fd: file.fd, dataOnly: false }]);
@@ -401,15 +402,24 @@ export class LogWriter {
     file.fd = -1;
   }
 
-  /** Zero-fill writes that make room for bytes up to `end` (empty when there is room). */
-  private preallocate(file: OpenLogfile, end: number): IoOperation[] {
+  /**
+   * Zero-fill writes that make room for the batch (empty when there is room, or when the
+   * batch is large enough to extend the logfile itself).
+   */
+  private preallocate(batch: Batch, fd: number): IoOperation[] {
+    const file = batch.file;
+    const end = batch.startOffset + batch.bytes;
     if (this.limits.preallocateBytesMax === 0 || end <= file.allocatedBytes) return [];
-    const target = Math.max(end, Math.min(file.allocatedBytes + file.preallocateStepBytes,
-      this.limits.logfileBytesMax));
+    if (batch.bytes >= preallocateSkipBatchBytesMin) return [];
+    const target = roundUp(Math.max(end, Math.min(
+      file.allocatedBytes + file.preallocateStepBytes, this.limits.logfileBytesMax)),
+    this.blockBytes);
+    const zeroes = this.buffers.zeroes();
     const operations: IoOperation[] = [];
-    for (let offset = file.allocatedBytes; offset < target; offset += zeroes.length) {
+    const from = roundUp(file.allocatedBytes, this.blockBytes);
+    for (let offset = from; offset < target; offset += zeroes.length) {
       const length = Math.min(zeroes.length, target - offset);
-      operations.push({ kind: "write", fd: file.fd, offset, buffer: zeroes.subarray(0, length) });
+      operations.push({ kind: "write", fd, offset, buffer: zeroes.subarray(0, length) });
     }
     file.allocatedBytes = target;
     file.preallocateStepBytes = Math.min(file.preallocateStepBytes * 2,
@@ -426,25 +436,33 @@ export class LogWriter {
       { kind: "fsync", fd: file.fd, dataOnly: false },
     ]);
     await files.syncDirectory(this.options.directory);
+    if (this.directChosen === false) return; // the first logfile could not open it
+    file.directFd = await files.open(file.path, { direct: true }).catch(() => -1);
+    this.directChosen ??= file.directFd >= 0;
   }
 
   private async commitBatch(batch: Batch): Promise<void> {
     assert(batch.file.fd >= 0, "a batch goes to an open logfile");
     assert(batch.lastSequence === this.durableSequenceValue + batch.recordCount,
       "batches commit in sequence order");
-    const buffer = batch.buffer.subarray(0, batch.bytes);
+    const usedBytes = batch.headBytes + batch.bytes;
+    const lengthBytes = roundUp(usedBytes, this.blockBytes);
+    batch.buffer.fill(0, usedBytes, lengthBytes);
+    const begin = batch.startOffset - batch.headBytes;
+    const fd = batch.file.directFd >= 0 ? batch.file.directFd : batch.file.fd;
     await this.submit(batch.file, [
-      ...this.preallocate(batch.file, batch.startOffset + batch.bytes),
-      { kind: "write", fd: batch.file.fd, offset: batch.startOffset, buffer },
-      { kind: "fsync", fd: batch.file.fd, dataOnly: true },
+      ...this.preallocate(batch, fd),
+      { kind: "write", fd, offset: begin, buffer: batch.buffer.subarray(0, lengthBytes) },
+      { kind: "fsync", fd, dataOnly: true },
     ]);
+    batch.file.allocatedBytes = Math.max(batch.file.allocatedBytes, begin + lengthBytes);
     this.unsyncedBytes -= batch.bytes;
     assert(this.unsyncedBytes >= 0, "unsynced bytes never negative");
     this.durableSequenceValue = batch.lastSequence;
     this.durableEndValue = {
       sequence: batch.file.sequence, offsetBytes: batch.startOffset + batch.bytes,
     };
-    this.returnBuffer(batch.buffer);
+    this.buffers.give(batch.buffer);
     this.releaseWaiters();
     this.onDurable(batch.lastSequence);
   }

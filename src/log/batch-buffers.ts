@@ -1,0 +1,74 @@
+/** The log writer's batch buffers: reused, and aligned when the io engine can (no bounce copy). */
+import { assert } from "../lib/assert.ts";
+import type { IoEngine } from "../platform/types.ts";
+
+/** O_DIRECT batch writes cover whole blocks of this size: file offset, length and memory. */
+export const directBlockBytes = 4096;
+/**
+ * Batch buffers kept for reuse once their batch is durable; more are allocated while many
+ * sealed batches wait, and dropped afterwards.
+ */
+export const batchBuffersSpareMax = 2;
+/**
+ * Batch buffers taken from the io engine's aligned memory (written without a bounce copy).
+ * They live as long as the process, so there are at most this many; others are heap memory.
+ */
+export const batchBuffersAlignedMax = 3;
+/** Zeroes written per I/O while preallocating. */
+export const preallocateWriteBytesMax = 1024 * 1024;
+
+export function roundUp(value: number, multiple: number): number {
+  return Math.ceil(value / multiple) * multiple;
+}
+
+/**
+ * A batch buffer holds, in the direct layout, the logfile's last partial block first (it is
+ * rewritten with the same bytes), then the batch's records, then zeroes to the block end.
+ */
+export class BatchBuffers {
+  private readonly spare: Uint8Array[] = [];
+  private readonly aligned = new Set<Uint8Array>();
+  private zeroBuffer: Uint8Array | undefined;
+
+  constructor(
+    private readonly io: IoEngine,
+    /** Records per batch before it is sealed (`batchBytesMax`). */
+    private readonly batchBytesMax: number,
+  ) {}
+
+  /** Room for a batch of up to `batchBytesMax` record bytes plus a head and a padded tail. */
+  get standardBytes(): number {
+    return this.batchBytesMax + 2 * directBlockBytes;
+  }
+
+  /** A buffer for a batch whose first record takes `recordBytes`. */
+  take(recordBytes: number): Uint8Array {
+    const neededBytes = recordBytes + 2 * directBlockBytes;
+    if (neededBytes > this.standardBytes) return new Uint8Array(neededBytes);
+    const spare = this.spare.pop();
+    if (spare !== undefined) return spare;
+    if (this.io.allocateBuffer === undefined || this.aligned.size >= batchBuffersAlignedMax) {
+      return new Uint8Array(this.standardBytes);
+    }
+    const buffer = this.io.allocateBuffer(this.standardBytes);
+    this.aligned.add(buffer);
+    return buffer;
+  }
+
+  /** A durable batch's buffer may be reused: nothing refers to it any more. */
+  give(buffer: Uint8Array): void {
+    if (buffer.length !== this.standardBytes) return;
+    // Aligned ones are never freed, so each is kept; they are taken first.
+    if (this.aligned.has(buffer)) this.spare.push(buffer);
+    else if (this.spare.length < batchBuffersSpareMax) this.spare.unshift(buffer);
+    assert(this.spare.length <= batchBuffersSpareMax + batchBuffersAlignedMax,
+      "spare batch buffers within their limit");
+  }
+
+  /** Zeroes for preallocation, aligned when the engine offers it (fit for O_DIRECT). */
+  zeroes(): Uint8Array {
+    this.zeroBuffer ??= this.io.allocateBuffer?.(preallocateWriteBytesMax) ??
+      new Uint8Array(preallocateWriteBytesMax);
+    return this.zeroBuffer;
+  }
+}
