@@ -23,6 +23,11 @@ export interface ReplicaOptions {
     fields: Record<string, unknown>) => void;
   /** Something worth publishing changed. */
   readonly changed: () => void;
+  /**
+   * Opens the replica inconsistent for this reason (a sync's catch-up replay is still due), so
+   * no report can show it consistent before its driver had a chance to say otherwise.
+   */
+  readonly inconsistentReason?: string;
 }
 
 export interface ReplicaSwitches {
@@ -95,6 +100,10 @@ export class Replica implements ReplicaDriver {
       progressed: () => options.changed(), log: options.log,
     }, start);
     replica = new Replica(options, fetcher, replayer, device, store);
+    if (options.inconsistentReason !== undefined) {
+      replica.consistent = false;
+      replica.inconsistentReason = options.inconsistentReason;
+    }
     return replica;
   }
 

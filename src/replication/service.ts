@@ -100,11 +100,15 @@ export class ReplicationService {
     };
   }
 
-  /** Starts fetch and replay of `resource` onto `disk`; the result stops them again. */
+  /**
+   * Starts fetch and replay of `resource` onto `disk`; the result stops them again. With
+   * `inconsistentReason` the replica reads inconsistent from its first report on.
+   */
   async attachSecondary(
-    resource: string, disk: string, directory: string,
+    resource: string, disk: string, directory: string, inconsistentReason?: string,
   ): Promise<() => Promise<void>> {
     const replica = await Replica.open({
+      ...(inconsistentReason === undefined ? {} : { inconsistentReason }),
       resource, disk, directory, storage: this.options.storage, clock: this.options.clock,
       network: this.options.network, context: this.options.context,
       fetchRateBytesPerSecondMax: this.options.fetchRateBytesPerSecondMax ?? 0,

@@ -341,13 +341,14 @@ export class SecondarySync {
   /** Phase 3: fetch and replay run (inconsistent while a sync cursor still exists). */
   private async phase3Replica(): Promise<void> {
     const { resource, disk, directory } = this.options;
-    this.closeReplica = await this.options.replication.attachSecondary(resource, disk, directory);
+    // The cursor is read first: a replica opened consistent and marked otherwise afterwards
+    // could publish one report in between that calls a half-synced disk consistent.
     const cursor = await this.cursors.load();
-    if (cursor) {
-      this.options.replication.replica(resource)?.markInconsistent(
-        `full sync: catch-up replay to ${positionText(cursor.endPosition ?? cursor.startPosition)}`,
-      );
-    }
+    const reason = cursor
+      ? `full sync: catch-up replay to ${positionText(cursor.endPosition ?? cursor.startPosition)}`
+      : undefined;
+    this.closeReplica = await this.options.replication.attachSecondary(resource, disk, directory,
+      reason);
   }
 
   /** Phase 4: once replay reached the sync's end position, the replica is consistent. */
