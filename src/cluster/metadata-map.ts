@@ -12,8 +12,8 @@ export interface Entry {
   /** Local sequence number: the order in which this host learned of the entry. */
   readonly seq: number;
   /**
-   * This host's Lamport time when it learned the entry (a fresh tick, so later than every batch
-   * it had sent before); after a restart the restored clock, which is later still.
+   * This host's Lamport time when it learned the entry: a batch it sent with a later time held
+   * it (a batch's time is a fresh tick). After a restart, the restored clock.
    */
   readonly learnedTime: number;
 }
@@ -140,7 +140,7 @@ export class MetadataMap {
       this.hold(remote, verdict.reason);
       return false;
     }
-    this.store(remote.key, remote.deleted ? undefined : remote.value, stamp, this.clock.tick());
+    this.store(remote.key, remote.deleted ? undefined : remote.value, stamp, this.clock.time);
     return true;
   }
 
@@ -192,7 +192,7 @@ export class MetadataMap {
         entry.deleted === true);
       if (verdict.kind === "hold") this.keepHeld(entry);
       if (verdict.kind !== "accept") continue;
-      this.store(entry.key, entry.deleted ? undefined : entry.value, stamp, this.clock.tick());
+      this.store(entry.key, entry.deleted ? undefined : entry.value, stamp, this.clock.time);
     }
   }
 

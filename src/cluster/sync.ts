@@ -149,7 +149,7 @@ export class MetadataSync {
     const fromWriter = progress[stamp.host];
     const fromUs = progress[this.map.host];
     const holds = (typeof fromWriter === "number" && fromWriter >= stamp.time) ||
-      (typeof fromUs === "number" && fromUs >= entry.learnedTime);
+      (typeof fromUs === "number" && fromUs > entry.learnedTime);
     return holds && fromMember >= published.stamp.time;
   }
 }
