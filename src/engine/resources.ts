@@ -33,6 +33,8 @@ export interface ActualState {
 
 /** How often a primary's connections and device holders are looked at (published on change). */
 export const connectionCheckIntervalMs = 250;
+/** While nothing holds the kernel device, its holders are looked at this often (a /proc scan). */
+export const kernelHoldersIdleLookMs = 1000;
 /**
  * A starting engine waits this long before exporting a resource it is primary of, so that a
  * newer designation (a failover while it was down) reaches it first from its peers.
@@ -74,6 +76,8 @@ export class ResourceManager {
   private readonly closedEndsLoaded = new Set<string>();
   /** Per exported resource: who had the device open when last looked at. */
   private readonly opened = new Map<string, OpenState>();
+  /** Per exported resource: when its kernel device's holders were last looked at. */
+  private readonly kernelLooks = new Map<string, number>();
   private readonly startedMs: number;
 
   constructor(
@@ -121,10 +125,11 @@ export class ResourceManager {
     resource: string, current: { primary: boolean; handle: Attached }, stepping: boolean,
   ): Promise<boolean> {
     const { handle } = current;
-    const holders = handle.kernelHolders ? await handle.kernelHolders(stepping) : [];
+    const before = this.opened.get(resource);
+    const holders = handle.kernelHolders && this.kernelLookDue(resource, before, stepping)
+      ? await handle.kernelHolders(stepping) : before?.holders ?? [];
     const open = { connections: handle.openConnections?.() ?? 0, holders };
     if (this.attached.get(resource) !== current) return false; // detached meanwhile
-    const before = this.opened.get(resource);
     if (before?.connections !== open.connections ||
       before.holders.join("\n") !== open.holders.join("\n")) {
       this.opened.set(resource, open);
@@ -252,6 +257,7 @@ export class ResourceManager {
     assert(current !== undefined, "only attached resources are detached");
     this.attached.delete(resource);
     this.opened.delete(resource);
+    this.kernelLooks.delete(resource);
     await current.handle.detach();
     // After detach the log is closed: its durable end is final (a handover waits for it).
     const log = current.handle.primaryLog;
@@ -260,6 +266,20 @@ export class ResourceManager {
     if (membershipOf(this.map, resource, this.host)) {
       this.publish(resource, this.actualOf(resource, undefined, current.primary));
     }
+  }
+
+  /**
+   * The kernel device's holders are looked at (a scan of /proc) every tick while they matter:
+   * while held (to see the close at once) or while this host is to step down; otherwise every
+   * `kernelHoldersIdleLookMs`. A look right before stepping down is always taken.
+   */
+  private kernelLookDue(resource: string, before: OpenState | undefined, stepping: boolean) {
+    const nowMs = this.clock.monotonicMs();
+    const lastMs = this.kernelLooks.get(resource);
+    const due = stepping || lastMs === undefined || (before?.holders.length ?? 0) > 0 ||
+      !this.wantsPrimary(resource) || nowMs - lastMs >= kernelHoldersIdleLookMs;
+    if (due) this.kernelLooks.set(resource, nowMs);
+    return due;
   }
 
   /** Reads the persisted closed log end once per run (a restart mid-handover resumes it). */

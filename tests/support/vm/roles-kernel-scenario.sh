@@ -87,7 +87,7 @@ umount /mnt/roles
 step refused-open
 sleep 600 < /dev/mars/r1 &
 holder=$!
-sleep 1.5   # the periodic look (every 250 ms) publishes the holder
+sleep 2   # the periodic look (every second while nothing holds it) publishes the holder
 primary $alpha --timeout 20
 [ "$code" = 4 ] || fail "handover while open: exit $code, wanted 4"
 grep -q "$new_device open by pid $holder (sleep)" "$root/primary.out" ||
