@@ -101,6 +101,12 @@ export class AdminSession {
     return names;
   }
 
+  /** As `resources`, but `all` means every resource `host` is a member of (as with marsadm). */
+  memberResources(argument: string, host: string): string[] {
+    if (argument !== "all") return this.resources(argument);
+    return resourceNames(this.map).filter((name) => this.membersOf(name).includes(host));
+  }
+
   requireResource(resource: string): void {
     if (this.map.get(keys.size(resource)) === undefined) {
       throw new MarsError("unknown-resource", `no resource '${resource}' in this cluster`);

@@ -114,6 +114,8 @@ describe("the resource lifecycle", () => {
       expect(create.stdout).toContain("dry run: would create resource r2");
       expect(create.exitCode).toBe(0);
       expectRefused(await gamma.mars("up", "r1", "--dry-run"), "not a member of r1");
+      // `all` is every resource the host is a member of: none for gamma.
+      expect((await gamma.mars("up", "all", "--dry-run")).exitCode).toBe(0);
       const pause = await alpha.mars("pause-sync", "r1", "--global", "--dry-run");
       expect(pause.stdout).toContain("dry run: would set pause-sync r1: sync off for every member");
       expectRefused(await gamma.mars("leave-cluster", "--host", "beta", "--dry-run"),

@@ -155,7 +155,7 @@ export const leaveResource = defineCommand({
       const target = typeof args.host === "string" ? checkName("host", args.host) : admin.host;
       const writes: KeyWrite[] = [];
       const said: string[] = [];
-      for (const resource of admin.resources(args.resource)) {
+      for (const resource of admin.memberResources(args.resource, target)) {
         const leave = target === admin.host
           ? checkLeaveSelf(admin, resource, args.force === true)
           : checkRemoveOther(admin, resource, target, args.force === true);

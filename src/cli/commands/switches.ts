@@ -22,7 +22,7 @@ function switchCommand(name: string, description: string, switches: readonly Swi
       const options = globalOptions(args, process.env);
       await withAdmin(options, async (admin) => {
         const writes: KeyWrite[] = [];
-        for (const resource of admin.resources(args.resource)) {
+        for (const resource of admin.memberResources(args.resource, admin.host)) {
           const members = admin.membersOf(resource);
           // Only members may write about a resource, --global included (docs/cluster.md).
           if (!members.includes(admin.host)) {

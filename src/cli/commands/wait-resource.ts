@@ -21,7 +21,7 @@ export const waitResource = defineCommand({
     const options = globalOptions(args, process.env);
     const condition = parseCondition(args.condition);
     await withAdmin(options, async (admin) => {
-      const names = admin.resources(args.resource);
+      const names = admin.memberResources(args.resource, admin.host);
       for (const resource of names) {
         if (!admin.membersOf(resource).includes(admin.host)) {
           throw new MarsError("refused", `${admin.host} is not a member of ${resource}`);
