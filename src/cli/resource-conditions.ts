@@ -17,11 +17,16 @@ export function parseCondition(text: string): ResourceCondition {
   return text as ResourceCondition;
 }
 
-/** Clients that have the device open on `host`, as its engine last published them. */
-export function openClients(view: RoleView, resource: string, host: string): number {
+/**
+ * What has the device open on `host`, as its engine last published it: NBD connections, and
+ * what holds the kernel device (/dev/nbdN) open.
+ */
+export function openUsers(view: RoleView, resource: string, host: string): string[] {
   const actual = view.actual(resource, host);
-  if (!actual?.export) return 0;
-  return actual.openConnections ?? 0;
+  if (!actual?.export) return [];
+  const connections = actual.openConnections ?? 0;
+  const holders = Array.isArray(actual.deviceHolders) ? actual.deviceHolders.map(String) : [];
+  return [...(connections > 0 ? [`${connections} connection(s)`] : []), ...holders];
 }
 
 /**
@@ -45,8 +50,8 @@ export function conditionState(
       return { holds: actual?.primary !== true && view.primaryOf(resource) !== host,
         state: "this host is primary" };
     case "device-closed": {
-      const clients = openClients(view, resource, host);
-      return { holds: clients === 0, state: `open by ${clients} client(s)` };
+      const users = openUsers(view, resource, host);
+      return { holds: users.length === 0, state: `open: ${users.join(", ")}` };
     }
     case "consistent": {
       if (report?.status === "split-brain") {

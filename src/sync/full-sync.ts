@@ -3,6 +3,7 @@ import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
 import type { BlockDevice } from "../block/types.ts";
 import { comparePositions, type LogPosition } from "../log/position.ts";
+import { xxHash3 } from "../platform/hash.ts";
 import type { Clock } from "../platform/types.ts";
 import {
   blockDigests, ChunkBufferPool, ChunkBuffers, checkGeometry, defaultGeometry, patchesOf,
@@ -205,14 +206,18 @@ async function copyChunk(
 ): Promise<void> {
   const local = state.buffers.take(lengthBytes);
   let digests: BigUint64Array;
+  let chunkDigest: bigint;
   try {
     await options.target.read(offsetBytes, local);
     digests = blockDigests(local, geometry.blockBytes);
+    // The bytes are in the cache now: the whole-range digest costs little here and spares the
+    // source the per-block pass for every chunk that is equal (all of them, for a new member).
+    chunkDigest = xxHash3(local);
   } finally {
     state.buffers.release(local);
   }
   const request: ChunkRequest = { offsetBytes, lengthBytes, blockBytes: geometry.blockBytes,
-    digests };
+    digests, chunkDigest };
   const reply = await options.peer.compare(request);
   const patches = patchesOf(request, reply);
   for (let start = 0; start < patches.length; start += chunkWritesParallelMax) {

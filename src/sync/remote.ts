@@ -40,6 +40,8 @@ export class RemoteSyncPeer implements SyncPeer {
       this.wire.send({
         type: "sync-compare", offset: request.offsetBytes, length: request.lengthBytes,
         blockBytes: request.blockBytes, digests: digestsToBytes(request.digests),
+        ...(request.chunkDigest === undefined ? {}
+          : { chunkDigest: digestsToBytes(BigUint64Array.of(request.chunkDigest)) }),
       });
     });
   }
@@ -146,7 +148,8 @@ export function serveSyncSession(wire: SyncWire, lookup: SyncSourceLookup) {
       return guarded(async () => {
         const reply = await current.compare({ offsetBytes: message.offset,
           lengthBytes: message.length, blockBytes: message.blockBytes,
-          digests: bytesToDigests(message.digests) });
+          digests: bytesToDigests(message.digests),
+          ...(message.chunkDigest ? { chunkDigest: chunkDigestOf(message.chunkDigest) } : {}) });
         wire.send({ type: "sync-blocks", offset: reply.offsetBytes,
           indexes: indexesToBytes(reply.blockIndexes), compressed: reply.compressed });
       });
@@ -159,4 +162,10 @@ export function serveSyncSession(wire: SyncWire, lookup: SyncSourceLookup) {
     }
     refuse("protocol", `unexpected '${message.type}' on a sync source`);
   };
+}
+
+/** The one 64-bit digest of a range (exactly 8 bytes, or a protocol error). */
+function chunkDigestOf(data: Uint8Array): bigint {
+  if (data.length !== 8) throw new MarsError("protocol", "a chunk digest is 8 bytes");
+  return bytesToDigests(data)[0]!;
 }

@@ -7,7 +7,7 @@ export type SyncMessage =
   | { type: "sync-begun"; source: string; sizeBytes: number; startSequence: number;
       startOffset: number; time: number }
   | { type: "sync-compare"; offset: number; length: number; blockBytes: number;
-      digests: Uint8Array; time: number }
+      digests: Uint8Array; chunkDigest?: Uint8Array; time: number }
   | { type: "sync-blocks"; offset: number; indexes: Uint8Array; compressed: Uint8Array;
       time: number }
   | { type: "sync-end"; time: number }
@@ -60,7 +60,9 @@ export function parseSyncMessage(
         "start sequence"), startOffset: count(record.startOffset, "start offset"), time };
     case "sync-compare": return { type: "sync-compare", offset: count(record.offset, "offset"),
       length: count(record.length, "length"), blockBytes: count(record.blockBytes, "block"),
-      digests: bytes(record.digests, chunkBlocksMax * 8, "digests"), time };
+      digests: bytes(record.digests, chunkBlocksMax * 8, "digests"),
+      ...(record.chunkDigest === undefined ? {}
+        : { chunkDigest: bytes(record.chunkDigest, 8, "chunk digest") }), time };
     case "sync-blocks": return { type: "sync-blocks", offset: count(record.offset, "offset"),
       indexes: bytes(record.indexes, chunkBlocksMax * 4, "indexes"),
       compressed: bytes(record.compressed, compressedBytesMax, "blocks"), time };

@@ -7,6 +7,8 @@ import {
   answerChunk, blockDigests, checkRequest, patchesOf, type ChunkRequest,
 } from "../../../src/sync/chunk.ts";
 import { fileCursorStore, type SyncCursor } from "../../../src/sync/cursor.ts";
+import { parseSyncMessage } from "../../../src/sync/wire.ts";
+import { xxHash3 } from "../../../src/platform/hash.ts";
 import { SimulatedStorage } from "../../support/simulated-storage.ts";
 
 function request(target: Uint8Array, blockBytes: number): ChunkRequest {
@@ -97,3 +99,18 @@ describe("sync cursor file", () => {
     expect(store.save({ ...cursor, copiedBytes: cursor.sizeBytes + 1 })).rejects.toThrow();
   });
 });
+
+test("a whole-chunk digest answers an equal chunk at once; a differing one goes block by block",
+  () => {
+    const source = new Uint8Array(64 * 1024).map((_, index) => index * 31);
+    const target = source.slice();
+    const equal = answerChunk({ ...request(target, 4096), chunkDigest: xxHash3(target) }, source);
+    expect(equal.blockIndexes).toEqual([]);
+    target[5000] = target[5000]! ^ 1;
+    const differing = answerChunk({ ...request(target, 4096), chunkDigest: xxHash3(target) },
+      source);
+    expect(differing.blockIndexes).toEqual([1]);
+    expect(() => parseSyncMessage({ type: "sync-compare", offset: 0, length: 4096,
+      blockBytes: 4096, digests: new Uint8Array(8), chunkDigest: new Uint8Array(9) }, 1))
+      .toThrow("chunk digest");
+  });
