@@ -213,6 +213,35 @@ async function proxiedPair(rootPrefix: string, sizeBytes: number, betaArgs: stri
   return { cluster, alpha: alpha!, beta: beta!, resource, alphaDevice };
 }
 
+test("an old primary killed (-9) right after it closed its log, before the new primary heard " +
+  "of it: restarted, it publishes its persisted closed log end and the handover completes",
+async () => {
+  const { cluster, alpha, beta, resource, alphaDevice } =
+    await proxiedPair("mars-e2e-roles-kill-mid-handover-", 16 * 1024 * 1024);
+  // Without the persisted end this times out (exit 3): the restarted alpha would not know it.
+  const handing = beta.mars("primary", resource, "--wait-closed", "--timeout", "40");
+  await eventually(async () => (await viewJson(alpha)).resources[0]?.primary === "alpha" &&
+    (await alpha.mars("get-key", `resource/${resource}/handover`)).stdout.includes("beta"),
+  10_000);
+  // Cut off, alpha closes its device: it steps down and closes its log; beta hears nothing.
+  for (const proxy of proxies) proxy.setPartitioned(true);
+  await alphaDevice.close();
+  // Logged once the closed end is persisted (a kill -9 between the two is not this test).
+  await eventually(async () => alpha.log().includes("resource-detached"), 20_000);
+  await alpha.kill();
+  for (const proxy of proxies) proxy.setPartitioned(false);
+  await alpha.start();
+  const handed = await handing;
+  if (handed.exitCode !== 0) console.log(alpha.log());
+  ok("primary across alpha's kill -9", handed);
+  const moved = await openExport(beta, resource);
+  await moved.close();
+  ok("wait-sync", await beta.mars("wait-sync", "--all", "--timeout", "60"));
+  for (const engine of [alpha, beta]) expect(await engine.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.alpha).toBe(digests.beta!);
+}, 150_000);
+
 test("failover while the old primary is cut off and both write: split brain, the repair " +
   "transfers about the divergent bytes, disks equal", async () => {
   const sizeBytes = 64 * 1024 * 1024;
