@@ -1,13 +1,14 @@
 /** Appends records to a resource's log with group commit: one write and one fdatasync a batch. */
 import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
-import { sha256Incremental, type IncrementalDigest } from "../platform/hash.ts";
+import { inlineContentDigest } from "../platform/hash.ts";
 import type { Clock, IoOperation, Storage, TimerHandle } from "../platform/types.ts";
 import {
   encodeLogfileHeader, encodeRecordInto, logfileHeaderBytes, recordHeaderBytes, type Codec,
   type RecordInput,
 } from "./format.ts";
 import { chainDigest, logfileName, type LogPosition } from "./position.ts";
+import type { Batch, OpenLogfile, Work } from "./writer-state.ts";
 import { BatchBuffers, directBlockBytes, roundUp } from "./batch-buffers.ts";
 import {
   batchEagerBytesMin, defaultLogWriterLimits, preallocateSkipBatchBytesMin, type LogWriterLimits,
@@ -43,48 +44,6 @@ export interface AppendedRecord {
   readonly start: LogPosition;
   readonly end: LogPosition;
 }
-
-interface OpenLogfile {
-  readonly sequence: number;
-  readonly path: string;
-  readonly digest: IncrementalDigest;
-  readonly previousDigest: Uint8Array;
-  readonly header: Uint8Array;
-  fd: number;
-  /** The same file opened with O_DIRECT for batches (-1: batches use `fd`). */
-  directFd: number;
-  /** The bytes of the logfile's last partial block (the direct layout rewrites them). */
-  tail: Uint8Array;
-  /** Bytes assigned so far (durable or not). */
-  sizeBytes: number;
-  /** Bytes on disk: records, then preallocated zeroes. */
-  allocatedBytes: number;
-  preallocateStepBytes: number;
-  recordCount: number;
-  /** Clock time the logfile was started (its header's createdMs). */
-  readonly createdMs: number;
-}
-
-interface Batch {
-  readonly file: OpenLogfile;
-  readonly startOffset: number;
-  /**
-   * Records are encoded straight into it (one copy per record) after `headBytes`, the end of
-   * the logfile's last partial block (direct layout; else 0); `bytes` of records so far.
-   */
-  readonly buffer: Uint8Array;
-  readonly headBytes: number;
-  bytes: number;
-  recordCount: number;
-  lastSequence: number;
-  /** Its delay is over: commit it as soon as the log is free. */
-  due: boolean;
-}
-
-type Work =
-  | { readonly kind: "batch"; readonly batch: Batch }
-  | { readonly kind: "create"; readonly file: OpenLogfile }
-  | { readonly kind: "finish"; readonly file: OpenLogfile };
 
 /**
  * Records get their sequence and file position when appended (synchronously, in call order);
@@ -180,7 +139,6 @@ export class LogWriter {
       batchStartOffset: batch.startOffset,
     }, this.options.codec ?? "none", batch.buffer, at);
     assert(encodedBytes <= recordBytes, "a record is never longer than header and payload");
-    file.digest.update(batch.buffer.subarray(at, at + encodedBytes));
     batch.bytes += encodedBytes;
     batch.recordCount++;
     batch.lastSequence = sequence;
@@ -237,6 +195,7 @@ export class LogWriter {
     this.timer = undefined;
     this.work.push({ kind: "finish", file: this.file });
     await this.pump();
+    this.file.digest.close();
     if (this.failure) throw this.failure;
     return { end: this.endPosition, lastStamp: this.lastStamp };
   }
@@ -263,7 +222,7 @@ export class LogWriter {
       createdMs, resource: this.options.resource,
       origin: this.options.origin, previousDigest,
     });
-    const digest = sha256Incremental();
+    const digest = (this.options.storage.digests ?? inlineContentDigest)();
     digest.update(header);
     return {
       sequence, path: `${this.options.directory}/${name}`, digest, previousDigest, header,
@@ -279,7 +238,7 @@ export class LogWriter {
     const finished = this.file;
     const previousDigest = chainDigest({
       sequence: finished.sequence, origin: this.options.origin,
-      lengthBytes: finished.sizeBytes, contentDigest: finished.digest.digest(),
+      lengthBytes: finished.sizeBytes, contentDigest: this.finalDigest(finished),
       previousDigest: finished.previousDigest,
     });
     this.file = this.newLogfile(finished.sequence + 1, previousDigest, {
@@ -315,10 +274,18 @@ export class LogWriter {
     };
   }
 
+  /** The content digest of a finished logfile (every batch of it is sealed); frees it. */
+  private finalDigest(file: OpenLogfile): Uint8Array {
+    const digest = file.digest.digest();
+    file.digest.close();
+    return digest;
+  }
+
   private sealPending(): void {
     if (this.pending === undefined) return;
     const { buffer, headBytes, bytes } = this.pending;
     const usedBytes = headBytes + bytes;
+    this.pending.file.digest.update(buffer.subarray(headBytes, usedBytes));
     // The next batch rewrites the block this one ends in (a copy: this buffer is reused).
     this.pending.file.tail = buffer.slice(usedBytes - (usedBytes % this.blockBytes), usedBytes);
     this.work.push({ kind: "batch", batch: this.pending });
@@ -462,7 +429,8 @@ export class LogWriter {
     this.durableEndValue = {
       sequence: batch.file.sequence, offsetBytes: batch.startOffset + batch.bytes,
     };
-    this.buffers.give(batch.buffer);
+    // The buffer is reused only once it was hashed too.
+    void batch.file.digest.settled().then(() => this.buffers.give(batch.buffer));
     this.releaseWaiters();
     this.onDurable(batch.lastSequence);
   }

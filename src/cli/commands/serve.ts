@@ -10,6 +10,7 @@ import { systemFiles } from "../../platform/files.ts";
 import { openIoEngine } from "../../platform/io/index.ts";
 import { bunNetwork } from "../../platform/network.ts";
 import { createPayloadPool } from "../../platform/payload-pool.ts";
+import { threadedContentDigest } from "../../platform/threaded-digest.ts";
 import { systemClock } from "../../platform/clock.ts";
 import { hostname } from "../../platform/host-name.ts";
 import type { Address, IoEngine, Listener } from "../../platform/types.ts";
@@ -174,8 +175,8 @@ async function throughTranslog(
 ): Promise<BlockDevice> {
   try {
     return await openTranslog({
-      storage: { files: systemFiles, io }, clock: systemClock, directory, resource: name,
-      host, backing,
+      storage: { files: systemFiles, io, digests: threadedContentDigest }, clock: systemClock,
+      directory, resource: name, host, backing,
     });
   } catch (error) {
     await backing.close();

@@ -1,0 +1,80 @@
+/** Logfile content digests on a worker thread: sha256 was ~45% of the event loop at 1 MiB. */
+import { assert } from "../lib/assert.ts";
+import { alignedAddressOf } from "./io/aligned.ts";
+import type { ContentDigest } from "./types.ts";
+
+export type DigestRequest =
+  | { readonly kind: "open" | "close"; readonly id: number }
+  | {
+    readonly kind: "update"; readonly id: number; readonly address: number;
+    readonly lengthBytes: number; readonly bytes?: Uint8Array;
+  }
+  | { readonly kind: "digest"; readonly id: number; readonly shared: SharedArrayBuffer };
+
+/** Longest wait for a digest; the worker hashes ~1.5 GB/s, so this means it is gone. */
+const digestWaitMsMax = 60_000;
+/** Updates not yet consumed per digest; the log writer has a few batches in flight at most. */
+const pendingUpdatesMax = 4096;
+
+/** One worker for the process, started on first use. */
+let worker: Worker | undefined;
+const listeners = new Map<number, () => void>();
+let nextId = 1;
+
+function theWorker(): Worker {
+  if (worker !== undefined) return worker;
+  // In the compiled binary every module's import.meta.url names the binary, and the worker
+  // entry (scripts/build.ts) sits at its path below src/; from source it is this file's sibling.
+  const compiled = import.meta.url.includes("/$bunfs/");
+  const entry = compiled ? "./platform/digest-worker.ts" : "./digest-worker.ts";
+  const started = new Worker(new URL(entry, import.meta.url).href);
+  started.onmessage = (event: MessageEvent<{ id: number }>) => listeners.get(event.data.id)?.();
+  started.unref();
+  worker = started;
+  return started;
+}
+
+/** A ContentDigest whose hashing runs on the digest worker. */
+export function threadedContentDigest(): ContentDigest {
+  const thread = theWorker();
+  const id = nextId++;
+  let sent = 0;
+  let consumed = 0;
+  let waiters: Array<{ count: number; resolve: () => void }> = [];
+  const shared = new SharedArrayBuffer(4 + 32);
+  listeners.set(id, () => {
+    consumed++;
+    const ready = waiters.filter((waiter) => waiter.count <= consumed);
+    waiters = waiters.filter((waiter) => waiter.count > consumed);
+    for (const waiter of ready) waiter.resolve();
+  });
+  thread.postMessage({ kind: "open", id } satisfies DigestRequest);
+  return {
+    update(data) {
+      assert(sent - consumed < pendingUpdatesMax, "digest updates in flight within their limit");
+      const address = alignedAddressOf(data);
+      const request: DigestRequest = address === undefined
+        ? { kind: "update", id, address: 0, lengthBytes: data.length, bytes: data.slice() }
+        : { kind: "update", id, address, lengthBytes: data.length };
+      sent++;
+      thread.postMessage(request);
+    },
+    settled() {
+      if (consumed === sent) return Promise.resolve();
+      return new Promise((resolve) => waiters.push({ count: sent, resolve }));
+    },
+    digest() {
+      const flag = new Int32Array(shared, 0, 1);
+      Atomics.store(flag, 0, 0);
+      thread.postMessage({ kind: "digest", id, shared } satisfies DigestRequest);
+      // Blocks the event loop until the worker caught up: once per logfile (≤ a few batches).
+      const outcome = Atomics.wait(flag, 0, 0, digestWaitMsMax);
+      assert(outcome !== "timed-out", "the digest worker answers");
+      return new Uint8Array(shared, 4, 32).slice();
+    },
+    close() {
+      listeners.delete(id);
+      thread.postMessage({ kind: "close", id } satisfies DigestRequest);
+    },
+  };
+}

@@ -1,0 +1,49 @@
+// Logfile digests on the worker thread equal the inline ones, and a chain made with them verifies.
+import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { verifyLogDirectory } from "../../../src/log/verify.ts";
+import { LogWriter } from "../../../src/log/writer.ts";
+import { systemClock } from "../../../src/platform/clock.ts";
+import { systemFiles } from "../../../src/platform/files.ts";
+import { sha256 } from "../../../src/platform/hash.ts";
+import { allocateAlignedBuffer } from "../../../src/platform/io/aligned.ts";
+import { openIoEngine } from "../../../src/platform/io/index.ts";
+import { threadedContentDigest } from "../../../src/platform/threaded-digest.ts";
+
+test("aligned memory (read in place) and heap memory (copied) hash like sha256", async () => {
+  const aligned = allocateAlignedBuffer(3 * 4096 + 17);
+  aligned.forEach((_, index) => (aligned[index] = index * 7));
+  const heap = new Uint8Array(5000).fill(9);
+  const digest = threadedContentDigest();
+  digest.update(aligned);
+  digest.update(heap);
+  digest.update(aligned.subarray(100, 200));
+  await digest.settled();
+  expect(digest.digest()).toEqual(sha256(aligned, heap, aligned.subarray(100, 200)));
+  digest.update(heap);
+  expect(digest.digest()).toEqual(sha256(aligned, heap, aligned.subarray(100, 200), heap));
+  digest.close();
+});
+
+test("a log written with worker digests rotates into a chain that verifies", async () => {
+  const { engine: io } = openIoEngine();
+  const storage = { files: systemFiles, io, digests: threadedContentDigest };
+  const directory = mkdtempSync(join(tmpdir(), "mars-digest-"));
+  const writer = await LogWriter.start({
+    storage, clock: systemClock, directory, resource: "r1", origin: "hostA",
+    limits: { logfileBytesMax: 3 * 1024 * 1024 },
+  }, { logfileSequence: 1, firstRecordSequence: 1, previousDigest: new Uint8Array(32),
+    stampFloor: 0 });
+  for (let index = 0; index < 24; index++) {
+    writer.append({ kind: "write", deviceOffset: 0, lengthBytes: 512 * 1024,
+      payload: new Uint8Array(512 * 1024).fill(index) });
+    if (index % 5 === 0) await writer.flush();
+  }
+  await writer.close();
+  const report = await verifyLogDirectory({ files: systemFiles, io }, directory);
+  expect(report.logfiles.length).toBeGreaterThan(3);
+  await io.close();
+  rmSync(directory, { recursive: true });
+});
