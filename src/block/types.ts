@@ -27,6 +27,17 @@ export interface BlockCapabilities {
 export interface WriteFlags {
   /** Force unit access: the request completes only once its data is durable. */
   readonly fua: boolean;
+  /** The caller lets the device keep the written buffer without copying it (PayloadLease). */
+  readonly lease?: PayloadLease;
+}
+
+/**
+ * A write's buffer may be kept past the request: `keep()` once, and call what it returns once
+ * when done. Until then the caller neither changes nor reuses the buffer. Without a lease a
+ * device must copy what it keeps after the write resolved. Wrappers may drop it (that is safe).
+ */
+export interface PayloadLease {
+  keep(): () => void;
 }
 
 export interface ZeroFlags extends WriteFlags {

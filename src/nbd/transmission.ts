@@ -1,7 +1,7 @@
 /** The transmission phase: requests cut from the stream, run concurrently, replied in any order. */
 import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
-import { BlockError, type BlockDevice } from "../block/types.ts";
+import { BlockError, type BlockDevice, type PayloadLease } from "../block/types.ts";
 import type { ByteQueue } from "./byte-queue.ts";
 import { acquirePayload, type PayloadBuffers } from "./payload-buffers.ts";
 import { ReplyBatch } from "./reply-batch.ts";
@@ -61,6 +61,7 @@ export class Transmission {
   /** A WRITE whose payload is still arriving: bytes go straight into its buffer (one copy). */
   private collecting: {
     request: Request; payload: Uint8Array; filled: number; release: () => void;
+    lease: PayloadLease;
   } | undefined;
   private readonly replies: ReplyBatch;
 
@@ -87,7 +88,7 @@ export class Transmission {
       chunk = chunk.subarray(taken);
       if (collecting.filled === collecting.payload.length) {
         this.collecting = undefined;
-        this.start(collecting.request, collecting.payload, collecting.release);
+        this.start(collecting.request, collecting.payload, collecting.release, collecting.lease);
       }
     }
     if (!this.queue.push(chunk)) return false;
@@ -158,11 +159,12 @@ export class Transmission {
   /** Moves what arrived of a large payload into its own buffer; the rest lands there directly. */
   private startCollecting(request: Request, payloadBytes: number): void {
     this.queue.skip(requestHeaderBytes);
-    const { bytes: payload, release } = acquirePayload(this.settings.buffers, payloadBytes);
+    const { bytes: payload, release, lease } =
+      acquirePayload(this.settings.buffers, payloadBytes);
     const filled = this.queue.length;
     assert(filled < payloadBytes, "an incomplete payload is collected");
     payload.set(this.queue.take(filled));
-    this.collecting = { request, payload, filled, release };
+    this.collecting = { request, payload, filled, release, lease };
   }
 
   /** Payload bytes that follow the header in the stream: only WRITE carries any. */
@@ -178,7 +180,11 @@ export class Transmission {
     return this.bytesInFlight + Math.min(bytes, this.settings.payloadBytesMax) <= inFlightBytesMax;
   }
 
-  private start(request: Request, payload: Uint8Array | undefined, release?: () => void): void {
+  /** `lease`: the device may keep `payload` (a buffer of its own, not a view into input). */
+  private start(
+    request: Request, payload: Uint8Array | undefined, release?: () => void,
+    lease?: PayloadLease,
+  ): void {
     if (request.type === Command.disconnect) {
       this.stopping = true;
       return;
@@ -189,7 +195,7 @@ export class Transmission {
     this.requestsInFlight++;
     this.bytesInFlight += bytes;
     assert(this.requestsInFlight <= requestsInFlightMax, "in-flight requests within the window");
-    this.execute(request, payload).then(
+    this.execute(request, payload, lease).then(
       (reply) => {
         release?.();
         this.complete(bytes, reply);
@@ -214,7 +220,9 @@ export class Transmission {
   }
 
   /** Runs one request; resolves with its whole reply (header and, for READ, data). */
-  private async execute(request: Request, payload: Uint8Array | undefined): Promise<Reply> {
+  private async execute(
+    request: Request, payload: Uint8Array | undefined, lease: PayloadLease | undefined,
+  ): Promise<Reply> {
     const refusal = this.refusalOf(request);
     if (refusal) throw refusal;
     const { device } = this.settings;
@@ -223,7 +231,8 @@ export class Transmission {
     switch (request.type) {
       case Command.read: return this.executeRead(request, offset);
       case Command.write:
-        await device.write(offset, payload ?? new Uint8Array(0), { fua });
+        await device.write(offset, payload ?? new Uint8Array(0),
+          lease === undefined ? { fua } : { fua, lease });
         break;
       case Command.flush:
         await device.flush();

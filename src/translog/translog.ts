@@ -189,20 +189,27 @@ class TranslogDevice implements Translog {
   async read(offset: number, target: Uint8Array): Promise<void> {
     this.checkUsable();
     // The entries' data must not be reused until they are applied (PayloadRecycler).
-    this.payloads.readStarted();
+    const ticket = this.payloads.readStarted();
     try {
       const entries = this.overlay.covering(offset, target.length);
       await this.options.backing.read(offset, target);
       applyEntries(target, offset, entries);
     } finally {
-      this.payloads.readEnded();
+      this.payloads.readEnded(ticket);
     }
   }
 
   async write(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     this.checkUsable();
-    const copy = this.payloads.copy(data);
-    const entry = await this.phase1Admit("write", offset, copy.length, copy);
+    // Kept as it is under the caller's lease (NBD's pooled buffers), else copied.
+    const kept = this.payloads.keep(data, flags.lease);
+    let entry: OverlayEntry;
+    try {
+      entry = await this.phase1Admit("write", offset, kept.length, kept);
+    } catch (error) {
+      this.payloads.release(kept); // it never entered the overlay
+      throw error;
+    }
     await this.phase3Reply(entry, flags.fua);
   }
 

@@ -9,12 +9,12 @@ import {
 test("a released copy is reused only after the reads in flight ended", () => {
   const recycler = new PayloadRecycler(16);
   const first = recycler.copy(new Uint8Array(32).fill(1));
-  recycler.readStarted();
+  const ticket = recycler.readStarted();
   recycler.release(first);
   const second = recycler.copy(new Uint8Array(32).fill(2));
   expect(second).not.toBe(first);
   expect(first[0]).toBe(1);
-  recycler.readEnded();
+  recycler.readEnded(ticket);
   const third = recycler.copy(new Uint8Array(32).fill(3));
   expect(third).toBe(first);
   expect(third[5]).toBe(3);
@@ -22,6 +22,24 @@ test("a released copy is reused only after the reads in flight ended", () => {
   const small = recycler.copy(new Uint8Array(8));
   recycler.release(small);
   expect(recycler.copy(new Uint8Array(8))).not.toBe(small);
+});
+
+test("a leased buffer is kept as it is and given back once no read can apply it", () => {
+  const recycler = new PayloadRecycler(16);
+  const given: Uint8Array[] = [];
+  const leased = (buffer: Uint8Array) => ({ keep: () => () => void given.push(buffer) });
+  const first = new Uint8Array(32).fill(1);
+  expect(recycler.keep(first, leased(first))).toBe(first);
+  const early = recycler.readStarted();
+  recycler.release(first);
+  const late = recycler.readStarted(); // started after `first` left: cannot see it
+  expect(given).toEqual([]);
+  recycler.readEnded(early);
+  expect(given).toEqual([first]);
+  recycler.readEnded(late);
+  // Without a lease, the data is copied.
+  const second = new Uint8Array(32).fill(2);
+  expect(recycler.keep(second, undefined)).not.toBe(second);
 });
 
 const payloadBytes = 8192;
