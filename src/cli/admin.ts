@@ -46,7 +46,7 @@ export class AdminSession {
     if (!lock) {
       const state = await engineState(effects.network, home.file(homeFiles.control));
       const seqHigh = state.entries.reduce((high, entry) => Math.max(high, entry.seq), 0);
-      map.restore(state.entries, seqHigh);
+      map.restore(state.entries, seqHigh, state.held);
       return new AdminSession(home, identity, map, effects, undefined, state, {});
     }
     try {

@@ -34,6 +34,8 @@ export interface ControlState {
   /** The engine's monotonic clock, so a waiting command can compare "heard since". */
   readonly engineMs: number;
   readonly entries: readonly WireEntry[];
+  /** Entries from peers held aside by the membership rule (docs/cluster.md). */
+  readonly held?: readonly WireEntry[];
   readonly peers: Readonly<Record<string, PeerState>>;
 }
 
@@ -144,7 +146,7 @@ export class ControlServer {
     }
     return {
       host: this.node.identity.host, cluster: this.node.identity.cluster, engineMs: now,
-      entries: [...this.node.map.all()].map(toWire), peers,
+      entries: [...this.node.map.all()].map(toWire), held: this.node.map.heldEntries(), peers,
     };
   }
 }

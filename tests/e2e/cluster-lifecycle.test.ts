@@ -26,11 +26,17 @@ async function resources(engine: EngineHandle): Promise<Record<string, any>> {
   return Object.fromEntries(view.resources.map((entry: any) => [entry.resource, entry]));
 }
 
-async function rawKeys(engine: EngineHandle): Promise<Map<string, any>> {
+async function rawRecords(engine: EngineHandle): Promise<any[]> {
   const result = await engine.mars("view", "--raw", "--json");
   expect(result.exitCode).toBe(0);
   const lines = result.stdout.trim().split("\n").filter((line) => line.length > 0);
-  return new Map(lines.map((line) => JSON.parse(line)).map((entry) => [entry.key, entry]));
+  return lines.map((line) => JSON.parse(line));
+}
+
+/** The applied keys (records of entries held aside by the membership rule left out). */
+async function rawKeys(engine: EngineHandle): Promise<Map<string, any>> {
+  const records = (await rawRecords(engine)).filter((record) => !record.held);
+  return new Map(records.map((entry) => [entry.key, entry]));
 }
 
 function expectRefused(result: { exitCode: number; stderr: string }, text: string, code = 4) {
@@ -96,6 +102,9 @@ describe("the resource lifecycle", () => {
       await eventually(async () => engine.log().includes("metadata-refused") &&
         engine.log().includes("resource/r1/primary"), 5_000);
       expect((await resources(engine)).r1.primary).toBe("alpha");
+      const held = (await rawRecords(engine)).filter((record) => record.held);
+      expect(held).toEqual([{ key: "resource/r1/primary", value: "gamma", deleted: false,
+        time, writer: "gamma", held: true }]);
     }
   }, 30_000);
 

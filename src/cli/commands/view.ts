@@ -173,6 +173,24 @@ function printRaw(admin: AdminSession, json: boolean): void {
       console.log(`${entry.key} = ${value}  [${when} by ${entry.stamp.host}]`);
     }
   }
+  printHeld(admin, json);
+}
+
+/** Entries from peers the membership rule holds aside (not applied; docs/cluster.md). */
+function printHeld(admin: AdminSession, json: boolean): void {
+  for (const entry of admin.map.heldEntries()) {
+    const record = {
+      key: entry.key, value: entry.deleted ? null : entry.value ?? null,
+      deleted: entry.deleted === true, time: entry.time, writer: entry.host, held: true,
+    };
+    if (json) console.log(JSON.stringify(record));
+    else {
+      const value = entry.deleted ? "(deleted)" : JSON.stringify(entry.value);
+      const when = new Date(entry.time).toISOString();
+      console.log(`${entry.key} = ${value}  [${when} by ${entry.host}] held: not applied, ` +
+        `${entry.host} is not known as a member of the resource`);
+    }
+  }
 }
 
 export const getKey = defineCommand({
