@@ -23,6 +23,11 @@ interface DeviceNumber {
   readonly rdev: bigint;
 }
 
+/** The device or one of its partitions, with the name people know it by. */
+interface NamedDevice extends DeviceNumber {
+  readonly path: string;
+}
+
 /**
  * What holds `devicePath` open besides this process, as words for people ([] when closed or
  * when the device does not exist). Looks at every mount namespace's mounts, sysfs holders
@@ -31,15 +36,17 @@ interface DeviceNumber {
 export async function deviceOpeners(
   devicePath: string, options: DeviceOpenersOptions,
 ): Promise<string[]> {
-  const device = deviceNumberOf(devicePath);
-  if (!device) return [];
-  const found = [
-    ...mountsOf(device).map((point) => `${devicePath} mounted at ${point}`),
-    ...holdersOf(device).map((holder) => `${devicePath} held by ${holder}`),
-    ...(swapOn(device) ? [`${devicePath} used as swap`] : []),
-    ...processesHolding(device, options.claimProbe)
-      .map((process) => `${devicePath} open by pid ${process.pid} (${process.command})`),
-  ];
+  const whole = deviceNumberOf(devicePath);
+  if (!whole) return [];
+  const devices = [{ ...whole, path: devicePath }, ...partitionsOf(whole)];
+  const processes = processesWithDevices(options.claimProbe);
+  const found = devices.flatMap((device) => [
+    ...mountsOf(device).map((point) => `${device.path} mounted at ${point}`),
+    ...holdersOf(device).map((holder) => `${device.path} held by ${holder}`),
+    ...(swapOn(device) ? [`${device.path} used as swap`] : []),
+    ...holding(processes, device)
+      .map((process) => `${device.path} open by pid ${process.pid} (${process.command})`),
+  ]);
   if (found.length === 0 && options.claimProbe && await claimedElsewhere(devicePath)) {
     found.push(`${devicePath} claimed by another holder (busy)`);
   }
@@ -55,6 +62,28 @@ function deviceNumberOf(path: string): DeviceNumber | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Partitions of a whole disk (/sys/dev/block/M:N/NAMEpK/dev), as /dev/NAMEpK. */
+function partitionsOf(whole: DeviceNumber): NamedDevice[] {
+  const directory = `/sys/dev/block/${whole.major}:${whole.minor}`;
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(directory);
+  } catch {
+    return [];
+  }
+  return entries.flatMap((name) => {
+    const numbers = readText(`${directory}/${name}/dev`)?.trim().split(":");
+    if (!numbers || numbers.length !== 2 || !fs.existsSync(`${directory}/${name}/partition`)) {
+      return [];
+    }
+    const major = BigInt(numbers[0]!);
+    const minor = BigInt(numbers[1]!);
+    const rdev = ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) |
+      ((minor & ~0xffn) << 12n);
+    return [{ major, minor, rdev, path: `/dev/${name}` }];
+  });
 }
 
 /** Linux's dev_t encoding (major in bits 8–19 and 32–43, minor in bits 0–7 and 20–31). */
@@ -80,9 +109,18 @@ function numericEntries(directory: string): string[] {
   }
 }
 
-/** Mount points of the device in every mount namespace a process here lives in. */
+/**
+ * Mount points of the device in every mount namespace a process here lives in: by the device
+ * number of the mount, or by its source (btrfs shows an anonymous device number).
+ */
 function mountsOf(device: DeviceNumber): string[] {
   const wanted = `${device.major}:${device.minor}`;
+  const sources = new Map<string, boolean>();
+  const isDevice = (source: string) => {
+    if (!source.startsWith("/dev/")) return false;
+    if (!sources.has(source)) sources.set(source, deviceNumberOf(source)?.rdev === device.rdev);
+    return sources.get(source)!;
+  };
   const seen = new Set<string>();
   const points = new Set<string>();
   for (const pid of ["self", ...numericEntries("/proc")]) {
@@ -96,7 +134,11 @@ function mountsOf(device: DeviceNumber): string[] {
     seen.add(namespace);
     for (const line of (readText(`/proc/${pid}/mountinfo`) ?? "").split("\n")) {
       const fields = line.split(" ");
-      if (fields[2] === wanted && fields[4]) points.add(unescapeMountField(fields[4]));
+      // After the optional fields, " - " is followed by the type and the source.
+      const source = unescapeMountField(fields[fields.indexOf("-") + 2] ?? "");
+      if ((fields[2] === wanted || isDevice(source)) && fields[4]) {
+        points.add(unescapeMountField(fields[4]));
+      }
     }
   }
   return [...points];
@@ -134,13 +176,18 @@ interface Holder {
 
 let lastScan: { readonly atMs: number; readonly holders: Holder[] } | undefined;
 
-/** Other processes with an open file that is a block device, matched to this one. */
-function processesHolding(device: DeviceNumber, fresh: boolean): Holder[] {
+/** Other processes' open block devices: a fresh scan, or one a moment old unless `fresh`. */
+function processesWithDevices(fresh: boolean): Holder[] {
   const nowMs = performance.now();
   if (fresh || !lastScan || nowMs - lastScan.atMs > processScanReuseMs) {
     lastScan = { atMs: nowMs, holders: scanProcesses() };
   }
-  const matching = lastScan.holders.filter((holder) => holder.rdev === device.rdev);
+  return lastScan.holders;
+}
+
+/** The processes holding `device`, each once. */
+function holding(processes: readonly Holder[], device: DeviceNumber): Holder[] {
+  const matching = processes.filter((holder) => holder.rdev === device.rdev);
   return [...new Map(matching.map((holder) => [holder.pid, holder])).values()];
 }
 
