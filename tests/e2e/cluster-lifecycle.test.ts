@@ -149,6 +149,10 @@ describe("the resource lifecycle", () => {
         "only a member of r1");
       expectRefused(await alpha.mars("leave-resource", "r1", "--host", "nobody", "--force"),
         "host 'nobody'", 8);
+      expect((await alpha.mars("create-resource", "r4", disk("alpha-r4"))).exitCode).toBe(0);
+      await eventually(async () => (await resources(beta)).r4 !== undefined, 2_000);
+      expect((await beta.mars("join-resource", "r4", disk("beta-r4"))).exitCode).toBe(0);
+      await eventually(async () => (await resources(alpha)).r4?.members.length === 2, 2_000);
       await beta.kill();
       await eventually(async () => (await resources(alpha)).r1.connection.alive === 0, 10_000);
       const removed = await alpha.mars("leave-resource", "r1", "--host", "beta", "--force");
@@ -158,7 +162,14 @@ describe("the resource lifecycle", () => {
         await eventually(async () => (await resources(engine)).r1.members.join() === "alpha",
           2_000);
       }
-      expect((await alpha.mars("leave-cluster", "--host", "beta", "--force")).exitCode).toBe(0);
+      // leave-cluster takes beta's remaining memberships (r4) along, on a member of each only.
+      expectRefused(await gamma.mars("leave-cluster", "--host", "beta", "--force"),
+        "beta is a member of r4, which gamma is not");
+      const left = await alpha.mars("leave-cluster", "--host", "beta", "--force");
+      expect(left.stdout).toContain("host beta left the cluster and from r4");
+      expect(left.exitCode).toBe(0);
+      await eventually(async () => (await resources(gamma)).r4?.members.join() === "alpha",
+        2_000);
       expect((await alpha.mars("set-key", "user/note", "1")).exitCode).toBe(0);
       expect((await alpha.mars("set-key", "user/note", "--delete")).exitCode).toBe(0);
       for (const engine of [alpha, gamma]) {
