@@ -317,6 +317,7 @@ class TranslogDevice implements Translog {
       chargeBytes, state: "logged",
     };
     this.overlay.insert(entry);
+    this.writeback.enqueue(entry);
     return entry;
   }
 

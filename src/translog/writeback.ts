@@ -18,6 +18,10 @@ export const writebackScanEntriesMax = 4096;
  */
 export class Writeback {
   private inFlight = 0;
+  /** Entries logged but not yet issued, in log order (a Set keeps insertion order). */
+  private readonly queued = new Set<OverlayEntry>();
+  /** Entries being written to the disk. */
+  private readonly writing = new Set<OverlayEntry>();
   private failure: Error | undefined;
   private idleWaiters: Array<() => void> = [];
   writtenThroughValue: LogPosition;
@@ -40,33 +44,42 @@ export class Writeback {
     return this.writtenThroughValue;
   }
 
-  /** Issues every entry that may go to the disk now. */
+  /** A logged entry entered the overlay (in log order); it goes once durable. */
+  enqueue(entry: OverlayEntry): void {
+    assert(entry.state === "logged", "a new entry is logged");
+    this.queued.add(entry);
+  }
+
+  /**
+   * Issues every entry that may go to the disk now. Only not-yet-issued entries are scanned
+   * (the written ones waiting for an older write to finish are not): an entry waits while it
+   * overlaps one being written or an older one still queued.
+   */
   kick(): void {
     if (this.failure) return;
     const durable = this.durableSequence();
-    const blocked: OverlayEntry[] = [];
+    const blocked: OverlayEntry[] = [...this.writing];
     let scanned = 0;
     let superseded = false;
-    for (const entry of this.overlay.inOrder()) {
+    for (const entry of this.queued) {
       if (this.inFlight >= writebackInFlightMax || scanned++ >= writebackScanEntriesMax) break;
-      if (entry.state === "written") continue;
-      if (entry.state === "writing") {
-        blocked.push(entry);
-        continue;
-      }
       if (entry.sequence > durable) break; // durability is a prefix of the log
       const newest = this.overlay.newestSameRange(entry);
       if (newest !== undefined && newest !== entry && newest.sequence <= durable) {
         // Coalescing: a newer durable record rewrites exactly this range, so this one never
         // needs to reach the disk; replay from any later position restores the newer one.
+        this.queued.delete(entry);
         entry.state = "written";
         this.supersededCount++;
         superseded = true;
         continue;
       }
-      const waits = blocked.some((older) => overlaps(older, entry.offset, entry.lengthBytes));
+      const waits = blocked.some((other) => overlaps(other, entry.offset, entry.lengthBytes));
       blocked.push(entry);
-      if (!waits) this.phase4Writeback(entry);
+      if (!waits) {
+        this.queued.delete(entry);
+        this.phase4Writeback(entry);
+      }
     }
     if (superseded) this.advance();
   }
@@ -82,6 +95,7 @@ export class Writeback {
     assert(entry.state === "logged", "an entry is written back once");
     assert(entry.sequence <= this.durableSequence(), "only records durable in the log");
     entry.state = "writing";
+    this.writing.add(entry);
     this.inFlight++;
     assert(this.inFlight <= writebackInFlightMax, "writeback in flight within its limit");
     this.write(entry).then(() => this.phase4WritebackDone(entry),
@@ -102,6 +116,7 @@ export class Writeback {
   /** phase4WritebackDone: the entry is on the disk; the position may move past it. */
   private phase4WritebackDone(entry: OverlayEntry): void {
     this.inFlight--;
+    this.writing.delete(entry);
     entry.state = "written";
     this.writtenCount++;
     this.advance();
