@@ -35,6 +35,7 @@ describe("kernel nbd device in a guest", () => {
       console.error(transcript.join("\n"));
       expect(result.stdout).toMatch(/open on alpha \(\/dev\/nbd\d+ mounted at \/mnt\/roles\)/);
       expect(result.stdout).toMatch(/open on beta \(\/dev\/nbd\d+ open by pid \d+ \(sleep\)\)/);
+      expect(result.stdout).toMatch(/open on alpha \(\/dev\/nbd\d+ claimed by another holder/);
       expect(result.stdout).toContain("STEP roles stop");
       expect(result.stdout.split("SCENARIO PASSED").length).toBe(4);
       expect(result.exitCode).toBe(0);

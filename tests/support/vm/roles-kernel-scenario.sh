@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs inside the test guest: two engines (alpha, beta) on loopback, the primary's export on the
 # kernel's /dev/nbdN. A handover is refused (exit 4, naming the device) while the old primary's
-# device is mounted, or open by a process, and succeeds once it is closed; --wait-closed waits.
+# device is mounted, open by a process, or claimed (a lazy umount), and succeeds once it is
+# closed; --wait-closed waits.
 # Prints "STEP roles <name>" lines the host test follows, and "SCENARIO PASSED" at the end.
 set -eu
 mars=${MARS_BINARY:-$PWD/dist/mars}
@@ -110,6 +111,24 @@ wait_for "alpha's kernel device again" linked
 mount /dev/mars/r1 /mnt/roles
 (cd /mnt/roles && sha256sum -c --quiet "$root/data.sum") || fail "data changed in the handover"
 umount /mnt/roles
+
+step refused-claimed
+# A file system unmounted lazily while a file on it is open: no mount table shows it, no
+# process holds the device itself; only the O_EXCL claim alpha tries before stepping down
+# finds it, and the handover is refused after it began (alpha keeps exporting).
+mount /dev/mars/r1 /mnt/roles
+sleep 600 < /mnt/roles/data &
+lazy=$!
+umount -l /mnt/roles
+primary $beta --timeout 30
+[ "$code" = 4 ] || fail "handover under a lazily unmounted file system: exit $code, wanted 4"
+grep -q "claimed by another holder" "$root/primary.out" || fail "the refusal does not say why"
+sleep 1
+"$mars" view r1 --json --home "$root/alpha" | grep -q "\"role\": *\"primary\"" ||
+  fail "alpha is not primary any more"
+[ -b /dev/mars/r1 ] || fail "alpha stopped exporting under a claimed device"
+kill "$lazy"
+wait "$lazy" 2>/dev/null || true
 
 step stop
 # shellcheck disable=SC2086
