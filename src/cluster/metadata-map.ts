@@ -34,12 +34,26 @@ export const entriesMax = 1_000_000;
 /** A bound on entries held aside (authors not known as members yet); the oldest go first. */
 export const heldEntriesMax = 10_000;
 
+/**
+ * The bucket a key or a prefix falls in: `resource/R/` for a resource's keys, else the first
+ * path segment with its slash; undefined for a prefix that spans buckets (`resource/`, `""`).
+ */
+export function bucketOf(keyOrPrefix: string): string | undefined {
+  const first = keyOrPrefix.indexOf("/");
+  if (first < 0) return undefined;
+  if (!keyOrPrefix.startsWith("resource/")) return keyOrPrefix.slice(0, first + 1);
+  const second = keyOrPrefix.indexOf("/", first + 1);
+  return second < 0 ? undefined : keyOrPrefix.slice(0, second + 1);
+}
+
 export type ChangeListener = (entry: Entry) => void;
 /** A remote entry refused or held aside by the membership rule (src/cluster/membership.ts). */
 export type RefusalListener = (entry: WireEntry, reason: string, held: boolean) => void;
 
 export class MetadataMap {
   private readonly entries = new Map<string, Entry>();
+  /** Keys per bucket (`bucketOf`), so a prefix lookup reads one resource's keys, not all. */
+  private readonly buckets = new Map<string, Set<string>>();
   /** Keys in ascending seq order; stale slots (key since rewritten) are skipped and compacted. */
   private order: { seq: number; key: string }[] = [];
   private seqLast = 0;
@@ -81,10 +95,36 @@ export class MetadataMap {
   /** Live entries whose key starts with `prefix`, in key order. */
   list(prefix: string): Entry[] {
     const found: Entry[] = [];
-    for (const entry of this.entries.values()) {
-      if (entry.value !== undefined && entry.key.startsWith(prefix)) found.push(entry);
+    const bucket = bucketOf(prefix);
+    if (bucket !== undefined) {
+      for (const key of this.buckets.get(bucket) ?? []) {
+        const entry = this.entries.get(key)!;
+        if (entry.value !== undefined && key.startsWith(prefix)) found.push(entry);
+      }
+    } else {
+      for (const entry of this.entries.values()) {
+        if (entry.value !== undefined && entry.key.startsWith(prefix)) found.push(entry);
+      }
     }
     return found.sort((left, right) => (left.key < right.key ? -1 : 1));
+  }
+
+  private indexKey(key: string): void {
+    // A valid key always has a bucket; anything else (never written) is found by full scans.
+    const bucket = bucketOf(key) ?? key;
+    let keys = this.buckets.get(bucket);
+    if (!keys) {
+      keys = new Set();
+      this.buckets.set(bucket, keys);
+    }
+    keys.add(key);
+  }
+
+  private unindexKey(key: string): void {
+    const bucket = bucketOf(key) ?? key;
+    const keys = this.buckets.get(bucket);
+    keys?.delete(key);
+    if (keys?.size === 0) this.buckets.delete(bucket);
   }
 
   /** Every entry including tombstones (for views, snapshots and purging). */
@@ -210,6 +250,7 @@ export class MetadataMap {
     this.seqLast++;
     const entry: Entry = { key, value, stamp, seq: this.seqLast, learnedTime };
     this.entries.set(key, entry);
+    this.indexKey(key);
     this.order.push({ seq: entry.seq, key });
     this.compactOrder();
     for (const held of this.held.get(key)?.values() ?? []) {
@@ -229,6 +270,7 @@ export class MetadataMap {
     const entry = this.entries.get(key);
     assert(entry !== undefined && entry.value === undefined, "only tombstones are purged");
     this.entries.delete(key);
+    this.unindexKey(key);
     this.compactOrder();
   }
 
@@ -282,6 +324,7 @@ export class MetadataMap {
         learnedTime,
       });
       this.order.push({ seq: wire.seq, key: wire.key });
+      this.indexKey(wire.key);
     }
     this.seqLast = seqHigh;
     for (const wire of held.slice(-heldEntriesMax)) this.keepHeld(wire);

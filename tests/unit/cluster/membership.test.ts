@@ -139,3 +139,23 @@ test("held entries are bounded: the oldest is dropped, and said so", () => {
   map.apply(wire(keys.size("r5"), "beta", 1_000_000, 2));
   expect(map.heldEntries().some((entry) => entry.key === keys.size("r5"))).toBe(false);
 });
+
+test("a prefix lookup finds exactly the live keys under it, indexed or not", () => {
+  const { map } = mapOf("alpha");
+  map.set(keys.resourceMember("r1", "alpha"), disk);
+  map.set(keys.resourceMember("r10", "alpha"), disk);
+  map.set(keys.size("r1"), 1);
+  map.set(keys.size("r10"), 2);
+  map.set(keys.user("a/b"), 3);
+  map.set(keys.member("alpha"), { address: "a:1" });
+  const listed = (prefix: string) => map.list(prefix).map((entry) => entry.key);
+  expect(listed("resource/r1/")).toEqual(["resource/r1/member/alpha", "resource/r1/size"]);
+  expect(listed("resource/r1/member/")).toEqual(["resource/r1/member/alpha"]);
+  expect(listed("resource/r1")).toHaveLength(4);
+  expect(listed("resource/")).toHaveLength(4);
+  expect(listed("user/a/")).toEqual(["user/a/b"]);
+  expect(listed("member/")).toEqual(["member/alpha"]);
+  expect(listed("")).toHaveLength(6);
+  map.delete(keys.size("r10"));
+  expect(listed("resource/r10/")).toEqual(["resource/r10/member/alpha"]);
+});
