@@ -123,12 +123,20 @@ export function serveSyncSession(wire: SyncWire, lookup: SyncSourceLookup) {
   };
   return (message: SyncMessage): void => {
     if (message.type === "sync-log-end") {
-      // A lone question (wait-sync's target): the log made durable to its end, and that end.
-      const found = lookup(message.resource);
-      if ("code" in found) return refuse(found.code, found.reason);
+      // A lone question (wait-sync's targets): each log made durable to its end, and that end.
       return guarded(async () => {
-        const end = await found.endPosition();
-        wire.send({ type: "sync-ended", sequence: end.sequence, offset: end.offsetBytes });
+        const ends = await Promise.all(message.resources.map(async (resource) => {
+          const found = lookup(resource);
+          if ("code" in found) return { resource, code: found.code, reason: found.reason };
+          try {
+            const end = await found.endPosition();
+            return { resource, sequence: end.sequence, offset: end.offsetBytes };
+          } catch (error) {
+            if (!isMarsError(error)) throw error;
+            return { resource, code: error.code, reason: error.message };
+          }
+        }));
+        wire.send({ type: "sync-log-ends", ends });
       });
     }
     if (message.type === "sync-begin") {

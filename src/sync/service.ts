@@ -8,7 +8,7 @@ import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService, PrimaryLog } from "../replication/service.ts";
 import type { Session, SessionHandlers } from "../transport/channel.ts";
 import { ChunkBufferPool, syncChunkBytes } from "./chunk.ts";
-import { askLogEnd } from "./log-end.ts";
+import { askLogEnds } from "./log-end.ts";
 import { serveSyncSession } from "./remote.ts";
 import { SecondarySync, type SyncEffects } from "./secondary.ts";
 import { localSyncSource } from "./source.ts";
@@ -130,30 +130,39 @@ export class SyncService {
     Promise<LogEnds> {
     const positions: Record<string, LogPosition> = {};
     const estimated: Record<string, string> = {};
-    await Promise.all(resources.map(async (resource) => {
+    const asked = new Map<string, string[]>();
+    for (const resource of resources) {
       const primary = this.options.map.get(keys.primary(resource));
-      const address = typeof primary === "string" && primary !== this.options.host
-        ? this.options.addressOf(primary) : undefined;
-      let problem: string;
-      if (typeof primary !== "string" || primary === "") problem = "no designated primary";
-      else if (primary === this.options.host) {
-        const own = known[resource];
-        if (own) return void (positions[resource] = own);
-        problem = "this host is the primary but does not export it yet";
-      } else if (!address) problem = `no address for ${primary}`;
+      const own = known[resource];
+      if (typeof primary !== "string" || primary === "") {
+        estimated[resource] = "no designated primary";
+      } else if (primary !== this.options.host) {
+        asked.set(primary, [...asked.get(primary) ?? [], resource]);
+      } else if (own) positions[resource] = own;
+      else estimated[resource] = "this host is the primary but does not export it yet";
+    }
+    // One question per primary, all primaries at once.
+    await Promise.all([...asked].map(async ([primary, names]) => {
+      const address = this.options.addressOf(primary);
+      let answers: Map<string, LogPosition | string> | string;
+      if (!address) answers = `no address for ${primary}`;
       else {
-        try {
-          positions[resource] = await askLogEnd(this.options, address, resource);
-          return;
-        } catch (error) {
+        answers = await askLogEnds(this.options, address, names).catch((error: unknown) => {
           if (!isMarsError(error)) throw error;
-          problem = error.message;
-        }
+          return error.message;
+        });
       }
+      for (const resource of names) {
+        const answer = typeof answers === "string" ? answers
+          : answers.get(resource) ?? "the primary did not answer for it";
+        if (typeof answer !== "string") positions[resource] = answer;
+        else estimated[resource] = answer;
+      }
+    }));
+    for (const resource of Object.keys(estimated)) {
       const last = known[resource];
       if (last) positions[resource] = last;
-      estimated[resource] = problem;
-    }));
+    }
     return { positions, estimated };
   }
 

@@ -11,10 +11,19 @@ export type SyncMessage =
   | { type: "sync-blocks"; offset: number; indexes: Uint8Array; compressed: Uint8Array;
       time: number }
   | { type: "sync-end"; time: number }
-  // wait-sync's target: the primary's log end now (answered with sync-ended, no sync begun)
-  | { type: "sync-log-end"; resource: string; time: number }
+  // wait-sync's targets: the primary's log ends now (no sync begun), one round trip
+  | { type: "sync-log-end"; resources: string[]; time: number }
+  | { type: "sync-log-ends"; ends: LogEndAnswer[]; time: number }
   | { type: "sync-ended"; sequence: number; offset: number; time: number }
   | { type: "sync-refused"; code: string; reason: string; time: number };
+
+/** One resource's log end as its primary answers: a position, or why there is none. */
+export type LogEndAnswer =
+  | { resource: string; sequence: number; offset: number }
+  | { resource: string; code: string; reason: string };
+
+/** Resources one `sync-log-end` may ask about (a host's wait-sync asks once per primary). */
+export const logEndResourcesMax = 10_000;
 
 export type SyncOutgoing = SyncMessage extends infer M
   ? (M extends { time: number } ? Omit<M, "time"> : never) : never;
@@ -48,6 +57,22 @@ function bytes(value: unknown, bytesMax: number, what: string): Uint8Array {
   return value;
 }
 
+function list(value: unknown, what: string): unknown[] {
+  if (!Array.isArray(value) || value.length > logEndResourcesMax) fail(what);
+  return value;
+}
+
+function logEndAnswer(value: unknown): LogEndAnswer {
+  const record = value as Record<string, unknown> | null;
+  if (typeof record !== "object" || record === null) fail("log end");
+  const resource = text(record.resource, "resource");
+  if (record.code !== undefined) {
+    return { resource, code: text(record.code, "code"), reason: text(record.reason, "reason") };
+  }
+  return { resource, sequence: count(record.sequence, "sequence"),
+    offset: count(record.offset, "offset") };
+}
+
 /** Checks a decoded frame whose type starts with "sync-"; undefined for other types. */
 export function parseSyncMessage(
   record: Record<string, unknown>, time: number,
@@ -67,8 +92,11 @@ export function parseSyncMessage(
       indexes: bytes(record.indexes, chunkBlocksMax * 4, "indexes"),
       compressed: bytes(record.compressed, compressedBytesMax, "blocks"), time };
     case "sync-end": return { type: "sync-end", time };
-    case "sync-log-end": return { type: "sync-log-end", resource: text(record.resource,
-      "resource"), time };
+    case "sync-log-end": return { type: "sync-log-end",
+      resources: list(record.resources, "resources").map((item) => text(item, "resource")),
+      time };
+    case "sync-log-ends": return { type: "sync-log-ends",
+      ends: list(record.ends, "ends").map(logEndAnswer), time };
     case "sync-ended": return { type: "sync-ended", sequence: count(record.sequence, "sequence"),
       offset: count(record.offset, "offset"), time };
     case "sync-refused": return { type: "sync-refused", code: text(record.code, "code"),

@@ -81,16 +81,21 @@ export const waitSync = defineCommand({
 async function targets(
   admin: AdminSession, names: string[], all: boolean, printer: Printer,
 ): Promise<Waited[]> {
-  const reply = await askEngine(admin.effects.network, admin.home.file(homeFiles.control),
-    { op: "positions", resources: names });
-  const known = reply.ok ? reply.positions ?? {} : {};
-  const estimated = reply.ok ? reply.estimated ?? {} : {};
-  const waited: Waited[] = [];
+  const hostsOf = new Map<string, string[]>();
   for (const resource of names) {
     const primary = admin.map.get(keys.primary(resource));
     const hosts = admin.membersOf(resource).filter((host) => host !== primary &&
       (all || host === admin.host));
-    if (hosts.length === 0) continue;
+    if (hosts.length > 0) hostsOf.set(resource, hosts);
+  }
+  // Only the resources waited for: the engine asks each one's primary.
+  const reply = await askEngine(admin.effects.network, admin.home.file(homeFiles.control),
+    { op: "positions", resources: [...hostsOf.keys()] });
+  const known = reply.ok ? reply.positions ?? {} : {};
+  const estimated = reply.ok ? reply.estimated ?? {} : {};
+  const waited: Waited[] = [];
+  for (const [resource, hosts] of hostsOf) {
+    const primary = admin.map.get(keys.primary(resource));
     let target = known[resource];
     const reason = estimated[resource];
     if (reason !== undefined || !target) {
