@@ -1,7 +1,9 @@
 // `bun run bench sync`: fast full sync of identical and differing disks vs a sequential read.
 // Usage: bun run bench sync [--dir DIR] [--target-dir DIR] [--size-mib N] [--rounds N]
-//   [--rtt-ms MS] [--cached]. --target-dir on another device (e.g. /dev/shm) gives the target
-//   its own disk, as on two hosts: then the sync should keep up with one disk's read.
+//   [--rtt-ms MS] [--cached] [--source-thread]. --target-dir on another device (e.g. /dev/shm)
+//   gives the target its own disk, as on two hosts: then the sync should keep up with one disk's
+//   read. --source-thread runs the source in a worker thread (its own CPU, as on its own host);
+//   by default both sides share the main thread.
 import { mkdirSync, openSync, closeSync, rmSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -13,7 +15,9 @@ import type { Storage } from "../../src/platform/types.ts";
 import { ChunkBufferPool, syncChunkBytes } from "../../src/sync/chunk.ts";
 import { memoryCursorStore } from "../../src/sync/cursor.ts";
 import { runFullSync, type SyncPeer } from "../../src/sync/full-sync.ts";
+import type { ChunkReply } from "../../src/sync/chunk.ts";
 import { localSyncSource } from "../../src/sync/source.ts";
+import type { SourceRequest } from "./sync-source-worker.ts";
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +27,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     "rtt-ms": { type: "string", default: "0" },
     cached: { type: "boolean", default: false },
+    "source-thread": { type: "boolean", default: false },
   },
 });
 const sizeBytes = Number(values["size-mib"]) * 1024 * 1024;
@@ -92,25 +97,67 @@ function delayed(peer: SyncPeer): SyncPeer {
 /** Each side its own pool, as on two hosts. */
 let pools: { source: ChunkBufferPool; target: ChunkBufferPool } | undefined;
 
+/** The source in a worker thread: the same comparisons, its own CPU (as on its own host). */
+async function threadSource(path: string): Promise<{ peer: SyncPeer; close(): Promise<void> }> {
+  const worker = new Worker(new URL("./sync-source-worker.ts", import.meta.url).href);
+  const waiting = new Map<number, (reply: ChunkReply) => void>();
+  let next: ((value: { sizeBytes?: number }) => void) | undefined;
+  worker.onmessage = (event: MessageEvent) => {
+    const message = event.data as { type: string; id?: number; reply?: ChunkReply };
+    if (message.type === "reply") {
+      waiting.get(message.id!)!(message.reply!);
+      waiting.delete(message.id!);
+    } else next?.(message as { sizeBytes?: number });
+  };
+  const ask = (message: SourceRequest) => new Promise<{ sizeBytes?: number }>((resolve) => {
+    next = resolve;
+    worker.postMessage(message);
+  });
+  const { sizeBytes: deviceBytes } = await ask({ type: "open", path, direct });
+  let id = 0;
+  const peer: SyncPeer = {
+    begin: async () => ({ source: "source", sizeBytes: deviceBytes!,
+      startPosition: { sequence: 1, offsetBytes: 0 } }),
+    compare: (request) => new Promise((resolve) => {
+      waiting.set(++id, resolve);
+      worker.postMessage({ type: "compare", id, request } satisfies SourceRequest);
+    }),
+    endPosition: async () => ({ sequence: 1, offsetBytes: 0 }),
+  };
+  return { peer, close: async () => {
+    await ask({ type: "close" });
+    worker.terminate();
+  } };
+}
+
 async function syncOnce(storage: Storage, source: string, target: string) {
   pools ??= {
     source: new ChunkBufferPool(syncChunkBytes, allocate),
     target: new ChunkBufferPool(syncChunkBytes, allocate),
   };
-  const view = await openFileDevice(storage, source, { direct, readOnly: true });
   const disk = await openFileDevice(storage, target, { direct: targetDirect });
-  const peer = localSyncSource({
-    host: "source", view, reads: "device-view",
-    logEnd: () => ({ sequence: 1, offsetBytes: 0 }),
-    writebackPosition: () => ({ sequence: 1, offsetBytes: 0 }), buffers: pools.source,
-  });
+  let peer: SyncPeer;
+  let closeSource: () => Promise<void>;
+  if (!values["source-thread"]) {
+    const view = await openFileDevice(storage, source, { direct, readOnly: true });
+    peer = localSyncSource({
+      host: "source", view, reads: "device-view",
+      logEnd: () => ({ sequence: 1, offsetBytes: 0 }),
+      writebackPosition: () => ({ sequence: 1, offsetBytes: 0 }), buffers: pools.source,
+    });
+    closeSource = () => view.close();
+  } else {
+    const threaded = await threadSource(source);
+    peer = threaded.peer;
+    closeSource = threaded.close;
+  }
   const started = performance.now();
   const outcome = await runFullSync({
     target: disk, peer: delayed(peer), cursors: memoryCursorStore(), clock: systemClock,
     buffers: pools.target,
   });
   const elapsedMs = performance.now() - started;
-  await view.close();
+  await closeSource();
   await disk.close();
   return { elapsedMs, blocks: outcome.transferredBlocks };
 }
@@ -133,7 +180,8 @@ async function main(): Promise<void> {
   writeDisk(source, 1, 0);
   console.log(`sync bench: ${sizeBytes >> 20} MiB, ${direct ? "O_DIRECT" : "page cache"}, ` +
     `target in ${targetDirectory}, ` +
-    `rtt ${rttMs} ms, io ${io.engine.name}, ${rounds} rounds`);
+    `rtt ${rttMs} ms, io ${io.engine.name}, ${rounds} rounds, source in ` +
+    `${values["source-thread"] ? "its own thread" : "the main thread"}`);
   for (const [label, differEvery] of [["identical", 0], ["differing (1 block in 16)", 16],
     ["differing (every block)", 1]] as const) {
     const reads: number[] = [];
