@@ -111,8 +111,11 @@ export class ResourceManager {
     for (const [resource, current] of [...this.attached]) {
       if (this.stopped) return;
       if (!current.primary) continue;
-      await this.refreshOpeners(resource, current, false);
-      if (!this.wantsPrimary(resource)) stepDownWaits = true;
+      // While a step-down waits, the same precise look as the step-down's own (else the two
+      // looks would publish different holders by turns under a lazily unmounted device).
+      const stepping = !this.wantsPrimary(resource);
+      await this.refreshOpeners(resource, current, stepping);
+      if (stepping) stepDownWaits = true;
     }
     if (stepDownWaits) this.request();
   }
