@@ -2,7 +2,9 @@
 import { assert } from "../lib/assert.ts";
 import type { IoOperation, IoResult, Storage } from "../platform/types.ts";
 import { OverlapOrder } from "./ordering.ts";
-import { BlockError, type BlockCapabilities, type BlockDevice } from "./types.ts";
+import {
+  BlockError, type BlockCapabilities, type BlockDevice, type WriteFlags,
+} from "./types.ts";
 
 /** Largest single read or write a file device accepts; the NBD server advertises it. */
 export const fileRequestBytesMax = 32 * 1024 * 1024;
@@ -82,12 +84,12 @@ class FileBlockDevice implements FileDevice {
     });
   }
 
-  async write(offset: number, data: Uint8Array, flags: { fua: boolean }): Promise<void> {
+  async write(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     this.assertRange(offset, data.length);
     await this.order.run(offset, data.length, true, async () => {
       const operations: IoOperation[] = [{ kind: "write", fd: this.fd, offset, buffer: data }];
       if (flags.fua) operations.push({ kind: "fsync", fd: this.fd, dataOnly: true });
-      const results = await this.submit(operations, true);
+      const results = await this.submit(operations, true, flags.background === true);
       results.forEach((result) => this.checked("write", offset, result));
     });
   }
@@ -131,8 +133,10 @@ class FileBlockDevice implements FileDevice {
     assert(offset >= 0 && offset + lengthBytes <= this.sizeBytes, "request inside the device");
   }
 
-  private submit(operations: IoOperation[], ordered = false): Promise<IoResult[]> {
-    return this.storage.io.submit(operations, { ordered });
+  private submit(
+    operations: IoOperation[], ordered = false, background = false,
+  ): Promise<IoResult[]> {
+    return this.storage.io.submit(operations, { ordered, background });
   }
 
   private checked(verb: string, offset: number, result: IoResult | undefined): number {

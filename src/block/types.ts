@@ -29,6 +29,8 @@ export interface WriteFlags {
   readonly fua: boolean;
   /** The caller lets the device keep the written buffer without copying it (PayloadLease). */
   readonly lease?: PayloadLease;
+  /** Nobody waits for it in a hurry (writeback): a device may run it on another thread. */
+  readonly background?: boolean;
 }
 
 /**

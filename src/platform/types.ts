@@ -89,6 +89,12 @@ export interface SubmitOptions {
    * ECANCELED). "These writes, then fdatasync" is an ordered batch.
    */
   readonly ordered?: boolean;
+  /**
+   * Nobody waits for these in a hurry: the engine may run them on kernel worker threads
+   * (io_uring IOSQE_ASYNC) instead of the caller's, where a buffered write would copy into the
+   * page cache inline. Results are the same.
+   */
+  readonly background?: boolean;
 }
 
 /** Operations in one `submit` call; more is a caller bug (split the work into batches). */

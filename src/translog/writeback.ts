@@ -58,7 +58,8 @@ export class Writeback {
   kick(): void {
     if (this.failure) return;
     const durable = this.durableSequence();
-    const blocked: OverlayEntry[] = [...this.writing];
+    /** Queued entries passed over in this scan: later overlapping ones wait behind them. */
+    const passed: OverlayEntry[] = [];
     let scanned = 0;
     let superseded = false;
     for (const entry of this.queued) {
@@ -74,14 +75,21 @@ export class Writeback {
         superseded = true;
         continue;
       }
-      const waits = blocked.some((other) => overlaps(other, entry.offset, entry.lengthBytes));
-      blocked.push(entry);
-      if (!waits) {
-        this.queued.delete(entry);
-        this.phase4Writeback(entry);
+      if (this.overlapsAny(this.writing, entry) || this.overlapsAny(passed, entry)) {
+        passed.push(entry);
+        continue;
       }
+      this.queued.delete(entry);
+      this.phase4Writeback(entry);
     }
     if (superseded) this.advance();
+  }
+
+  private overlapsAny(others: Iterable<OverlayEntry>, entry: OverlayEntry): boolean {
+    for (const other of others) {
+      if (overlaps(other, entry.offset, entry.lengthBytes)) return true;
+    }
+    return false;
   }
 
   /** Resolves once the overlay is empty (everything written back) or writeback failed. */
@@ -105,7 +113,7 @@ export class Writeback {
   private write(entry: OverlayEntry): Promise<void> {
     if (entry.kind === "write") {
       assert(entry.data !== undefined, "a write entry holds its data");
-      return this.backing.write(entry.offset, entry.data, { fua: false });
+      return this.backing.write(entry.offset, entry.data, { fua: false, background: true });
     }
     if (entry.kind === "trim" && this.backing.capabilities.trim) {
       return this.backing.trim(entry.offset, entry.lengthBytes, { fua: false });

@@ -11,6 +11,8 @@ export const opcode = {
 /** IOSQE_* flags of a submission entry. */
 export const entryFlag = {
   ioLink: 1 << 2,
+  /** Always run on an io-wq worker, never inline in io_uring_enter. */
+  async: 1 << 4,
 } as const;
 
 export const fsyncDataOnly = 1;

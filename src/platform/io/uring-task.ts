@@ -10,6 +10,8 @@ export interface Batch {
   readonly operations: readonly IoOperation[];
   readonly results: Array<IoResult | undefined>;
   readonly ordered: boolean;
+  /** SubmitOptions.background: the entries carry IOSQE_ASYNC. */
+  readonly background: boolean;
   readonly resolve: (results: IoResult[]) => void;
   unresolvedCount: number;
   /** Ordered batches: the first operation without a result; the next chain starts here. */
@@ -40,9 +42,10 @@ export function createBatch(
   operations: readonly IoOperation[],
   ordered: boolean,
   resolve: (results: IoResult[]) => void,
+  background = false,
 ): Batch {
   return {
-    operations, ordered, resolve,
+    operations, ordered, background, resolve,
     results: new Array<IoResult | undefined>(operations.length).fill(undefined),
     unresolvedCount: operations.length,
     cursor: 0,

@@ -7,7 +7,7 @@ import { assert } from "../../lib/assert.ts";
 import type { IoEngine, IoOperation, IoResult, SubmitOptions } from "../types.ts";
 import { AlignedBufferPool, alignedAddressOf, allocateAlignedBuffer } from "./aligned.ts";
 import { cancelled, checkBatch, errnoInterrupted } from "./outcome.ts";
-import { cancelAny, fsyncDataOnly, opcode } from "./uring-abi.ts";
+import { cancelAny, entryFlag, fsyncDataOnly, opcode } from "./uring-abi.ts";
 import { Ring } from "./uring-ring.ts";
 import {
   cancelRest, createBatch, createTask, finish, operationLength, settle, type Batch, type Task,
@@ -128,7 +128,8 @@ export class UringEngine implements IoEngine {
     const queued = this.ready.length - this.readyHead + operations.length;
     assert(queued <= queuedOperationsMax, "queued operations stay within queuedOperationsMax");
     return new Promise<IoResult[]>((resolve) => {
-      const batch = createBatch(operations, options?.ordered === true, resolve);
+      const batch = createBatch(operations, options?.ordered === true, resolve,
+        options?.background === true);
       if (batch.ordered) this.ready.push(batch);
       else for (let index = 0; index < operations.length; index++) {
         this.ready.push(createTask(batch, index));
@@ -274,7 +275,7 @@ export class UringEngine implements IoEngine {
 
   private pushEntry(task: Task, slot: number, address: number): void {
     const { operation } = task;
-    const flags = 0;
+    const flags = task.batch.background ? entryFlag.async : 0;
     switch (operation.kind) {
       case "fsync":
         task.segmentBytes = 0;
