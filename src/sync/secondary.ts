@@ -67,6 +67,8 @@ export class SecondarySync {
   private readonly cursors: SyncCursorStore;
   /** The sync's catch-up start: published as this member's retention hold while it copies. */
   private holdPosition: LogPosition | undefined;
+  /** From an invalidation until the sync's cursor is saved: the log this replica still needs. */
+  private invalidatedHold: LogPosition | undefined;
   /** A split brain's targeted repair, planned at invalidate; used by the next sync it starts. */
   private plan: (TargetedPlan & { splitPoint: LogPosition; splitKey: string }) | undefined;
   /** The split point the last targeted copy repaired (its catch-up may still find it void). */
@@ -87,6 +89,7 @@ export class SecondarySync {
       save: async (cursor) => {
         await files.save(cursor);
         this.holdPosition = cursor.startPosition;
+        this.invalidatedHold = undefined;
       },
       clear: async () => {
         await files.clear();
@@ -157,11 +160,17 @@ export class SecondarySync {
   private async phase0Invalidate(): Promise<void> {
     const { storage, directory, resource, host } = this.options;
     this.options.log("info", "replica-invalidated", { resource });
+    const replayed = this.options.replication.replica(resource)?.replayer.position;
     await this.closeReplica?.();
     this.closeReplica = undefined;
     await this.cursors.clear();
     // Planned before any logfile moves: they name the blocks a split brain's loser changed.
     this.plan = await this.planTargetedRepair();
+    // Published before the invalidate key is deleted (stamp order): no peer ever sees the
+    // request done while the old replica's state (emergency, defective) still stands. It
+    // keeps holding the log a targeted repair replays from until the sync's cursor does.
+    this.invalidatedHold = this.plan?.startPosition ?? replayed;
+    this.report(undefined, "invalidated: a full sync follows");
     // The replay position goes first: a crash from here on (some logfiles already aside) finds
     // none, so the plan made again after a restart is a full sync, never one naming too little.
     const positionPath = `${directory}/${positionFileName}`;
@@ -442,7 +451,7 @@ export class SecondarySync {
     this.options.publish({
       // `replayed` names where the catch-up replay starts: retention keeps the log from there.
       status: "syncing", consistent: false, logEnd: null, fetched: null,
-      replayed: this.holdPosition ?? null,
+      replayed: this.holdPosition ?? this.invalidatedHold ?? null,
       fetchLagBytes: 0, replayLagBytes: 0, fetchRateBytesPerSecond: 0,
       replayRateBytesPerSecond: 0, writeRateBytesPerSecond: 0,
       source: typeof primary === "string" && primary !== "" ? primary : null,

@@ -52,9 +52,13 @@ export const waitSync = defineCommand({
       for (;;) {
         const state = await admin.refresh();
         const reports = new Map<string, ReplicationReport | undefined>();
+        pendingInvalidations.clear();
         for (const entry of state.entries) {
           if (entry.key.includes("/replication/")) reports.set(entry.key, asReport(entry.value));
           if (entry.key.includes("/split-brain/")) heldSplits.set(entry.key, entry.value);
+          if (entry.key.includes("/invalidate/") && !entry.deleted) {
+            pendingInvalidations.add(entry.key);
+          }
         }
         const pending = judge(waited, reports, printer);
         if (pending.length === 0) {
@@ -118,6 +122,12 @@ async function targets(
 /** Split brains found and held (pause-sync) by members: wait-sync ends with exit 5. */
 const heldSplits = new Map<string, unknown>();
 
+/**
+ * Replicas whose invalidation is requested and not yet begun: their last report (emergency,
+ * defective) is about to be replaced by a sync's, so it ends nothing.
+ */
+const pendingInvalidations = new Set<string>();
+
 /** Since when each replica has shown its current terminal state. */
 const terminalSince = new Map<string, { code: string; sinceMs: number }>();
 
@@ -132,7 +142,8 @@ function judge(
     const id = `${item.resource}@${item.host}`;
     const held = heldSplits.get(keys.splitBrain(item.resource, item.host)) as
       { repairStartedMs?: number | null; reason?: string } | undefined;
-    const code = (report ? terminalCode(report) : undefined) ??
+    const invalidating = pendingInvalidations.has(keys.invalidate(item.resource, item.host));
+    const code = invalidating ? undefined : (report ? terminalCode(report) : undefined) ??
       (held && held.repairStartedMs === null ? "split-brain" as const : undefined);
     const seen = terminalSince.get(id);
     if (!code) terminalSince.delete(id);
@@ -144,7 +155,7 @@ function judge(
           (report.problem ? `: ${report.problem}` : held?.reason ? `: ${held.reason}` : ""));
       }
     }
-    if (!report || !replicaReached(report, item.target)) pending.push(item);
+    if (invalidating || !report || !replicaReached(report, item.target)) pending.push(item);
   }
   printer.render(pending.map((item) => reports.get(keys.replication(item.resource, item.host))));
   return pending;
