@@ -13,7 +13,7 @@ export const batchBuffersSpareMax = 2;
  * Batch buffers taken from the io engine's aligned memory (written without a bounce copy).
  * They live as long as the process, so there are at most this many; others are heap memory.
  */
-export const batchBuffersAlignedMax = 3;
+export const batchBuffersAlignedMax = 4;
 /** Zeroes written per I/O while preallocating. */
 export const preallocateWriteBytesMax = 1024 * 1024;
 
@@ -48,7 +48,8 @@ export class BatchBuffers {
     const spare = this.spare.pop();
     if (spare !== undefined) return spare;
     if (this.io.allocateBuffer === undefined || this.aligned.size >= batchBuffersAlignedMax) {
-      return new Uint8Array(this.standardBytes);
+      // Shared memory: a digest worker reads it without a copy (the io engine bounces it).
+      return new Uint8Array(new SharedArrayBuffer(this.standardBytes));
     }
     const buffer = this.io.allocateBuffer(this.standardBytes);
     this.aligned.add(buffer);

@@ -7,7 +7,9 @@ export type DigestRequest =
   | { readonly kind: "open" | "close"; readonly id: number }
   | {
     readonly kind: "update"; readonly id: number; readonly address: number;
-    readonly lengthBytes: number; readonly bytes?: Uint8Array;
+    readonly lengthBytes: number;
+    /** Instead of the address: a view of shared memory, or else a copy. */
+    readonly bytes?: Uint8Array;
   }
   | { readonly kind: "digest"; readonly id: number; readonly shared: SharedArrayBuffer };
 
@@ -53,9 +55,11 @@ export function threadedContentDigest(): ContentDigest {
     update(data) {
       assert(sent - consumed < pendingUpdatesMax, "digest updates in flight within their limit");
       const address = alignedAddressOf(data);
-      const request: DigestRequest = address === undefined
-        ? { kind: "update", id, address: 0, lengthBytes: data.length, bytes: data.slice() }
-        : { kind: "update", id, address, lengthBytes: data.length };
+      const shared = data.buffer instanceof SharedArrayBuffer;
+      const request: DigestRequest = address !== undefined
+        ? { kind: "update", id, address, lengthBytes: data.length }
+        : { kind: "update", id, address: 0, lengthBytes: data.length,
+          bytes: shared ? data : data.slice() };
       sent++;
       thread.postMessage(request);
     },

@@ -12,18 +12,21 @@ import { allocateAlignedBuffer } from "../../../src/platform/io/aligned.ts";
 import { openIoEngine } from "../../../src/platform/io/index.ts";
 import { threadedContentDigest } from "../../../src/platform/threaded-digest.ts";
 
-test("aligned memory (read in place) and heap memory (copied) hash like sha256", async () => {
+test("aligned and shared memory (read in place) and heap memory (copied) hash like sha256", async () => {
   const aligned = allocateAlignedBuffer(3 * 4096 + 17);
   aligned.forEach((_, index) => (aligned[index] = index * 7));
   const heap = new Uint8Array(5000).fill(9);
+  const shared = new Uint8Array(new SharedArrayBuffer(3000)).fill(5).subarray(10, 2000);
   const digest = threadedContentDigest();
   digest.update(aligned);
   digest.update(heap);
   digest.update(aligned.subarray(100, 200));
+  digest.update(shared);
   await digest.settled();
-  expect(digest.digest()).toEqual(sha256(aligned, heap, aligned.subarray(100, 200)));
+  expect(digest.digest()).toEqual(sha256(aligned, heap, aligned.subarray(100, 200), shared));
   digest.update(heap);
-  expect(digest.digest()).toEqual(sha256(aligned, heap, aligned.subarray(100, 200), heap));
+  expect(digest.digest())
+    .toEqual(sha256(aligned, heap, aligned.subarray(100, 200), shared, heap));
   digest.close();
 });
 
