@@ -12,7 +12,7 @@ import { allocateAlignedBuffer } from "../../../src/platform/io/aligned.ts";
 import { openIoEngine } from "../../../src/platform/io/index.ts";
 import { threadedContentDigest } from "../../../src/platform/threaded-digest.ts";
 
-test("aligned and shared memory (read in place) and heap memory (copied) hash like sha256", async () => {
+test("aligned and shared memory (in place) and heap memory (copied) hash like sha256", async () => {
   const aligned = allocateAlignedBuffer(3 * 4096 + 17);
   aligned.forEach((_, index) => (aligned[index] = index * 7));
   const heap = new Uint8Array(5000).fill(9);
