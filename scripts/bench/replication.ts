@@ -1,6 +1,9 @@
 /** `bun run bench replication`: log shipping at 0 and 120 ms RTT, replay rate vs write rate. */
+// Usage: bun run bench replication [MIB] [--runs N]. Each run measures every configuration
+// once, in turn; figures are medians over the runs, ratios medians of each run's own ratio (the
+// two sides of a ratio measured minutes apart, not hours).
 import { rmSync } from "node:fs";
-import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { temporaryDirectory } from "../../tests/support/binary.ts";
 import { stopAllEngines, type EngineHandle } from "../../tests/support/engines.ts";
 import { runTool } from "../../tests/support/nbd-serve.ts";
@@ -9,7 +12,11 @@ import {
 } from "../../tests/support/replication-cluster.ts";
 import { WanProxy } from "../../tests/support/wan-proxy.ts";
 
-const dataMiB = Number(process.argv[2] ?? 256);
+const { values: options, positionals } = parseArgs({
+  options: { runs: { type: "string", default: "3" } }, allowPositionals: true,
+});
+const dataMiB = Number(positionals[0] ?? 256);
+const runs = Number(options.runs);
 const goals = { rttRatio: 0.8, applyRatio: 0.9 };
 
 interface Position {
@@ -114,24 +121,54 @@ async function measure(rttMs: number, viaProxy: boolean) {
   }
 }
 
-const results = [];
-for (const [rttMs, viaProxy] of [[0, false], [0, true], [120, true]] as const) {
-  const result = await measure(rttMs, viaProxy);
-  results.push(result);
-  console.log(`${viaProxy ? "proxy" : "direct"} rtt ${String(rttMs).padStart(3)} ms: ` +
-    `primary write ${result.writeMiBps.toFixed(0)} MiB/s; backlog fetched at ` +
-    `${result.fetchMiBps.toFixed(0)} MiB/s (incl. connect), streaming median ` +
-    `${result.streamMiBps.toFixed(0)} MiB/s; apply >= ${result.applyMiBps.toFixed(0)} MiB/s`);
+type Result = Awaited<ReturnType<typeof measure>>;
+interface RunRatios { rtt: number; backlog: number; apply: number }
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((left, right) => left - right);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
-const [direct, lan, wan] = results as [typeof results[0], typeof results[0], typeof results[0]];
-const rttRatio = wan.streamMiBps / lan.streamMiBps;
-const backlogRatio = wan.fetchMiBps / lan.fetchMiBps;
-const applyRatio = direct.applyMiBps / direct.writeMiBps;
-console.log(`fetch streaming throughput, 120 ms / 0 ms through the same proxy: ` +
-  `${rttRatio.toFixed(2)} (goal >= ${goals.rttRatio}) ` +
-  `${rttRatio >= goals.rttRatio ? "ok" : "MISSED"}` +
-  `; whole backlog incl. reconnect: ${backlogRatio.toFixed(2)}`);
-console.log(`secondary apply rate / primary write rate: ${applyRatio.toFixed(2)} ` +
-  `(goal >= ${goals.applyRatio}) ${applyRatio >= goals.applyRatio ? "ok" : "MISSED"}`);
+
+const configurations = [[0, false], [0, true], [120, true]] as const;
+const perConfiguration: Result[][] = configurations.map(() => []);
+const ratios: RunRatios[] = [];
+for (let run = 1; run <= runs; run++) {
+  const results: Result[] = [];
+  for (const [index, [rttMs, viaProxy]] of configurations.entries()) {
+    const result = await measure(rttMs, viaProxy);
+    results.push(result);
+    perConfiguration[index]!.push(result);
+    console.log(`run ${run}/${runs} ${viaProxy ? "proxy" : "direct"} rtt ` +
+      `${String(rttMs).padStart(3)} ms: primary write ${result.writeMiBps.toFixed(0)} MiB/s; ` +
+      `backlog fetched at ${result.fetchMiBps.toFixed(0)} MiB/s (incl. connect), streaming ` +
+      `median ${result.streamMiBps.toFixed(0)} MiB/s; apply >= ` +
+      `${result.applyMiBps.toFixed(0)} MiB/s`);
+  }
+  const [direct, lan, wan] = results as [Result, Result, Result];
+  ratios.push({ rtt: wan.streamMiBps / lan.streamMiBps, backlog: wan.fetchMiBps / lan.fetchMiBps,
+    apply: direct.applyMiBps / direct.writeMiBps });
+}
+console.log(`medians over ${runs} run${runs === 1 ? "" : "s"}:`);
+for (const [index, [rttMs, viaProxy]] of configurations.entries()) {
+  const results = perConfiguration[index]!;
+  const of = (pick: (result: Result) => number) => median(results.map(pick)).toFixed(0);
+  console.log(`  ${viaProxy ? "proxy" : "direct"} rtt ${String(rttMs).padStart(3)} ms: ` +
+    `write ${of((result) => result.writeMiBps)} MiB/s, backlog fetch ` +
+    `${of((result) => result.fetchMiBps)} MiB/s, streaming ${of((result) => result.streamMiBps)} ` +
+    `MiB/s, apply >= ${of((result) => result.applyMiBps)} MiB/s`);
+}
+const list = (pick: (ratios: RunRatios) => number) =>
+  ratios.map((item) => pick(item).toFixed(2)).join(", ");
+const rttRatio = median(ratios.map((item) => item.rtt));
+const applyRatio = median(ratios.map((item) => item.apply));
+console.log(`fetch streaming throughput, 120 ms / 0 ms through the same proxy: median ` +
+  `${rttRatio.toFixed(2)} (runs: ${list((item) => item.rtt)}; goal >= ${goals.rttRatio}) ` +
+  `${rttRatio >= goals.rttRatio ? "ok" : "MISSED"}; whole backlog incl. reconnect: median ` +
+  `${median(ratios.map((item) => item.backlog)).toFixed(2)} (runs: ` +
+  `${list((item) => item.backlog)})`);
+console.log(`secondary apply rate / primary write rate: median ${applyRatio.toFixed(2)} ` +
+  `(runs: ${list((item) => item.apply)}; goal >= ${goals.applyRatio}) ` +
+  `${applyRatio >= goals.applyRatio ? "ok" : "MISSED"}`);
 console.log(`(${dataMiB} MiB per run, sequential 256 KiB writes, fio nbd iodepth 16; apply ` +
-  "is a lower bound: reports come every 500 ms; full-sync figures come with the sync engine)");
+  "is a lower bound: reports come every 500 ms)");
