@@ -11,9 +11,9 @@ import {
   logChunkBytesMax, logTailBytesMax, type Message,
 } from "../transport/messages.ts";
 import { PeerLink } from "../transport/peer-link.ts";
-import { chainDigestOfFile, type LocalLogfile } from "./log-files.ts";
+import type { LocalLogfile } from "./log-files.ts";
 import {
-  createCopy, joinBytes, lastBytes, loadLocalCopies, truncateCopy, type LocalCopy,
+  createCopy, joinBytes, lastBytes, loadLocalCopies, recordFinished, truncateCopy, type LocalCopy,
 } from "./local-copies.ts";
 import { fetchWindowBytesMax, windowForRate, type LogExtent } from "./log-server.ts";
 import { readExactly } from "./record-cursor.ts";
@@ -96,12 +96,13 @@ export class Fetcher {
 
   constructor(private readonly options: FetcherOptions) {}
 
-  /** Loads the local copies; a newest copy with a damaged tail is cut back to its last record. */
+  /** Loads the local copies: a torn newest one is cut back, a finished one not asked for. */
   async load(): Promise<void> {
     for (const copy of await loadLocalCopies(this.options.storage, this.options.directory)) {
       this.copies.set(copy.sequence, copy);
     }
     this.sequence = Math.max(this.options.firstSequence ?? 1, ...this.copies.keys());
+    if (this.copies.get(this.sequence)?.finished) this.sequence++;
     this.receivedBytes = this.copies.get(this.sequence)?.syncedBytes ?? 0;
     await this.loadTail();
   }
@@ -458,9 +459,8 @@ export class Fetcher {
     }
     copy.finished = true;
     this.options.progressed();
-    // Its chain digest now, while it is surely here: the next logfile's header is checked
-    // against it, even if log lifetime deletes this copy once it has been replayed.
-    copy.chainDigest ??= await chainDigestOfFile(this.options.storage, copy.path, lengthBytes);
+    // Now, while the copy is surely here: its chain digest, and that it is finished.
+    await recordFinished(this.options.storage, this.options.directory, copy);
   }
 
   /**

@@ -4,6 +4,7 @@ import { decodeLogfileHeader, logfileHeaderBytes } from "../log/format.ts";
 import { digestText, sameDigest } from "../log/position.ts";
 import { scanLogfile } from "../log/reader.ts";
 import type { Storage } from "../platform/types.ts";
+import { readFileBytes, writeFileAtomic } from "../store/atomic-file.ts";
 import {
   chainDigestOfFile, localLogfiles, logfilePath, type LocalLogfile,
 } from "./log-files.ts";
@@ -17,10 +18,25 @@ export interface LocalCopy extends LocalLogfile {
 }
 
 /**
+ * Names the newest copy the source said was finished (sequence, origin, length, chain digest):
+ * after a restart the fetcher asks for the next logfile instead of this one, which its source
+ * may have deleted since (docs/replication.md, "Resuming").
+ */
+export const finishedCopyFileName = "fetched-finished";
+
+interface FinishedCopyRecord {
+  readonly sequence: number;
+  readonly origin: string;
+  readonly lengthBytes: number;
+  readonly chainDigest: string;
+}
+
+/**
  * The copies in `directory`, oldest first. Every copy but the newest is finished (a new one is
- * created only after its predecessor is complete). The newest may end in bytes written after
- * the last fdatasync before a crash: it is cut back to its last valid record (or removed when
- * not even its header is valid) and fetched again from there.
+ * created only after its predecessor is complete). The newest is finished too when the record
+ * of the last finished copy names it and its bytes still end that chain. Otherwise it may end
+ * in bytes written after the last fdatasync before a crash: it is cut back to its last valid
+ * record (or removed when not even its header is valid) and fetched again from there.
  */
 export async function loadLocalCopies(storage: Storage, directory: string) {
   const listed = [...(await localLogfiles(storage, directory)).values()]
@@ -29,11 +45,58 @@ export async function loadLocalCopies(storage: Storage, directory: string) {
   for (const [index, file] of listed.entries()) {
     const status = await storage.files.status(file.path);
     const newest = index === listed.length - 1;
-    const copy = { ...file, syncedBytes: status?.sizeBytes ?? 0, finished: !newest };
-    if (newest && !(await trimNewest(storage, copy))) continue;
+    const copy: LocalCopy = { ...file, syncedBytes: status?.sizeBytes ?? 0, finished: !newest };
+    if (newest && !(await finishedAsRecorded(storage, directory, copy)) &&
+      !(await trimNewest(storage, copy))) continue;
     copies.push(copy);
   }
   return copies;
+}
+
+/**
+ * Phase "finish", made durable: the chain digest of the finished `copy` (the next logfile's
+ * header is checked against it, even once log lifetime deleted this copy) and the record
+ * naming it as the newest finished copy here.
+ */
+export async function recordFinished(
+  storage: Storage, directory: string, copy: LocalCopy,
+): Promise<void> {
+  copy.chainDigest ??= await chainDigestOfFile(storage, copy.path, copy.syncedBytes);
+  const record: FinishedCopyRecord = {
+    sequence: copy.sequence, origin: copy.origin, lengthBytes: copy.syncedBytes,
+    chainDigest: digestText(copy.chainDigest),
+  };
+  const bytes = new TextEncoder().encode(JSON.stringify(record));
+  await writeFileAtomic(storage, `${directory}/${finishedCopyFileName}`, bytes);
+}
+
+/** Marks `copy` finished when the record names it and its bytes still end the same chain. */
+async function finishedAsRecorded(
+  storage: Storage, directory: string, copy: LocalCopy,
+): Promise<boolean> {
+  let record: Partial<FinishedCopyRecord>;
+  try {
+    const bytes = await readFileBytes(storage, `${directory}/${finishedCopyFileName}`);
+    if (!bytes) return false;
+    record = JSON.parse(new TextDecoder().decode(bytes)) as Partial<FinishedCopyRecord>;
+  } catch {
+    return false; // unreadable: the copy is treated as unfinished, as without a record
+  }
+  if (record.sequence !== copy.sequence || record.origin !== copy.origin ||
+    record.lengthBytes !== copy.syncedBytes || copy.syncedBytes < logfileHeaderBytes) {
+    return false;
+  }
+  let digest: Uint8Array;
+  try {
+    digest = await chainDigestOfFile(storage, copy.path, copy.syncedBytes);
+  } catch (error) {
+    if (!isMarsError(error) || error.code !== "defective-log") throw error;
+    return false;
+  }
+  if (digestText(digest) !== record.chainDigest) return false;
+  copy.finished = true;
+  copy.chainDigest = digest;
+  return true;
 }
 
 /** Cuts a damaged tail; false when the copy was removed. */
