@@ -106,7 +106,9 @@ export function trimmable(
   if (ownPosition === undefined) return [];
   const found: number[] = [];
   for (const file of logfiles.slice(0, -1)) {
-    if (!passed(ownPosition, file)) break;
+    // At a logfile's very end the replay moves on from this copy (and a restart resumes the
+    // fetch there): like decideRetention, trimming waits until the position is in a later one.
+    if (ownPosition.sequence <= file.sequence) break;
     found.push(file.sequence);
   }
   return found;

@@ -52,6 +52,7 @@ describe("retention", () => {
 
   test("trimming keeps what this host's own replay still needs", () => {
     expect(trimmable(files, at(2, 999))).toEqual([1]);
+    expect(trimmable(files, at(2, 1000))).toEqual([1]); // at its end: the next one is not here
     expect(trimmable(files, at(3, 0))).toEqual([1, 2]);
     expect(trimmable(files, undefined)).toEqual([]);
   });
