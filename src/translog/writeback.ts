@@ -6,6 +6,8 @@ import { overlaps, type Overlay, type OverlayEntry } from "./overlay.ts";
 
 /** Backing-disk writes in flight at once. */
 export const writebackInFlightMax = 64;
+/** Entries at least this large are written back in the background (WriteFlags.background). */
+export const backgroundWritebackBytesMin = 64 * 1024;
 /** Overlay entries examined per scheduling pass. */
 export const writebackScanEntriesMax = 4096;
 
@@ -113,7 +115,10 @@ export class Writeback {
   private write(entry: OverlayEntry): Promise<void> {
     if (entry.kind === "write") {
       assert(entry.data !== undefined, "a write entry holds its data");
-      return this.backing.write(entry.offset, entry.data, { fua: false, background: true });
+      // Large copies into the page cache run beside the event loop; small ones stay inline
+      // (io-wq runs one file's buffered writes one at a time: 4 KiB writes queued there).
+      const background = entry.data.length >= backgroundWritebackBytesMin;
+      return this.backing.write(entry.offset, entry.data, { fua: false, background });
     }
     if (entry.kind === "trim" && this.backing.capabilities.trim) {
       return this.backing.trim(entry.offset, entry.lengthBytes, { fua: false });
