@@ -78,6 +78,8 @@ export class ResourceManager {
   private readonly opened = new Map<string, OpenState>();
   /** Per exported resource: when its kernel device's holders were last looked at. */
   private readonly kernelLooks = new Map<string, number>();
+  /** Primaries the last reconcile pass found waiting to step down (their device is open). */
+  private readonly steppingDown = new Set<string>();
   private readonly startedMs: number;
 
   constructor(
@@ -113,11 +115,22 @@ export class ResourceManager {
       if (!current.primary) continue;
       // While a step-down waits, the same precise look as the step-down's own (else the two
       // looks would publish different holders by turns under a lazily unmounted device).
-      const stepping = !this.wantsPrimary(resource);
+      const stepping = this.steppingDown.has(resource);
+      if (!stepping && this.nothingToLookAt(resource, current.handle)) continue;
       await this.refreshOpeners(resource, current, stepping);
       if (stepping) stepDownWaits = true;
     }
     if (stepDownWaits) this.request();
+  }
+
+  /**
+   * True when a look would find what was published: no kernel device to scan and the same
+   * count of NBD clients. Most of thousands of idle primaries cost one comparison per tick.
+   */
+  private nothingToLookAt(resource: string, handle: Attached): boolean {
+    if (handle.kernelHolders) return false;
+    const before = this.opened.get(resource);
+    return before !== undefined && before.connections === (handle.openConnections?.() ?? 0);
   }
 
   /**
@@ -200,10 +213,15 @@ export class ResourceManager {
     }
     for (const [resource, current] of this.attached) {
       const want = wanted.get(resource);
-      if (!this.stopped && want && want.primary === current.primary) continue;
+      if (!this.stopped && want && want.primary === current.primary) {
+        this.steppingDown.delete(resource);
+        continue;
+      }
       if (!this.stopped && want && current.primary &&
         await this.refreshOpeners(resource, current, true)) {
-        continue; // steps down once its device is closed (watchConnections asks again)
+        // Steps down once its device is closed (watchConnections looks and asks again).
+        if (this.attached.get(resource) === current) this.steppingDown.add(resource);
+        continue;
       }
       await this.detach(resource);
     }
@@ -261,6 +279,7 @@ export class ResourceManager {
     this.attached.delete(resource);
     this.opened.delete(resource);
     this.kernelLooks.delete(resource);
+    this.steppingDown.delete(resource);
     await current.handle.detach();
     // After detach the log is closed: its durable end is final (a handover waits for it).
     const log = current.handle.primaryLog;
@@ -280,7 +299,7 @@ export class ResourceManager {
     const nowMs = this.clock.monotonicMs();
     const lastMs = this.kernelLooks.get(resource);
     const due = stepping || lastMs === undefined || (before?.holders.length ?? 0) > 0 ||
-      !this.wantsPrimary(resource) || nowMs - lastMs >= kernelHoldersIdleLookMs;
+      this.steppingDown.has(resource) || nowMs - lastMs >= kernelHoldersIdleLookMs;
     if (due) this.kernelLooks.set(resource, nowMs);
     return due;
   }
