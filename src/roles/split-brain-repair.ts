@@ -7,8 +7,10 @@ import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
 import { ownWritesAfter, type OwnWrites, type OwnWritesCache } from "./own-writes.ts";
 import { planRepair, repairSummary, type RepairSummary } from "./repair-plan.ts";
 
-/** How often replicas are looked at for a split brain. */
+/** How often resources whose keys changed are looked at for a split brain. */
 export const splitBrainCheckIntervalMs = 500;
+/** How often every resource is looked at, changed or not (a safety net under the events). */
+export const splitBrainSweepIntervalMs = 10_000;
 
 /** Value of key resource/R/split-brain/HOST (docs/roles.md). */
 export interface SplitBrainRecord {
@@ -107,13 +109,25 @@ export class SplitBrainRepair {
   private readonly ownEnds = new Map<string, { key: string; own: LoserWrites | undefined }>();
   /** Per resource, while primary: counted logfiles and when the count was last published. */
   private readonly winnerCounts = new Map<string, { cache: OwnWritesCache; atMs: number }>();
+  /**
+   * Resources whose keys changed since they were last looked at (a fetcher's divergence shows
+   * in its published report too): an idle host with thousands of resources looks at none.
+   */
+  private readonly changed = new Set<string>();
+  private sweptMs = -Infinity;
 
-  constructor(private readonly options: SplitBrainRepairOptions) {}
+  constructor(private readonly options: SplitBrainRepairOptions) {
+    options.map.onChange((entry) => {
+      if (!entry.key.startsWith("resource/")) return;
+      const resource = entry.key.slice("resource/".length, entry.key.indexOf("/", 9));
+      if (resource.length > 0) this.changed.add(resource);
+    });
+  }
 
   start(): void {
     if (this.stopped) return;
     this.timer = this.options.clock.setTimer(splitBrainCheckIntervalMs, () => {
-      void this.checkAll().finally(() => this.start());
+      void this.checkDue().finally(() => this.start());
     });
   }
 
@@ -122,13 +136,27 @@ export class SplitBrainRepair {
     this.timer?.cancel();
   }
 
-  private async checkAll(): Promise<void> {
-    for (const resource of this.options.resourceNames()) {
+  /**
+   * Looks at the resources whose keys changed and those whose winner count is due, and at all
+   * of them every `splitBrainSweepIntervalMs`.
+   */
+  private async checkDue(): Promise<void> {
+    const nowMs = this.options.clock.monotonicMs();
+    let due: Iterable<string>;
+    if (nowMs - this.sweptMs >= splitBrainSweepIntervalMs) {
+      this.sweptMs = nowMs;
+      due = this.options.resourceNames();
+    } else {
+      due = new Set([...this.changed, ...this.winnerCounts.keys()]);
+    }
+    this.changed.clear();
+    for (const resource of due) {
       if (this.stopped) return;
       try {
         await this.check(resource);
       } catch (error) {
         if (!isMarsError(error)) throw error;
+        this.changed.add(resource); // looked at again next time
         this.options.log("warn", "split-brain-check-failed", { resource, reason: error.message });
       }
     }
