@@ -63,8 +63,15 @@ export class MetadataMap {
   /** Per key, per author: its newest entry (an older one of another author may yet qualify). */
   private readonly held = new Map<string, Map<string, WireEntry>>();
   private heldCount = 0;
+  /** Entries that are tombstones (so an idle host need not scan its map for them). */
+  private tombstones = 0;
 
   constructor(readonly host: string, readonly clock: LamportClock) {}
+
+  /** How many entries are tombstones (deleted keys not yet purged). */
+  get tombstoneCount(): number {
+    return this.tombstones;
+  }
 
   /** The highest local sequence number issued: every entry has seq ≤ this. */
   get seqHigh(): number {
@@ -249,6 +256,8 @@ export class MetadataMap {
     }
     this.seqLast++;
     const entry: Entry = { key, value, stamp, seq: this.seqLast, learnedTime };
+    this.countTombstone(this.entries.get(key), -1);
+    this.countTombstone(entry, 1);
     this.entries.set(key, entry);
     this.indexKey(key);
     this.order.push({ seq: entry.seq, key });
@@ -269,6 +278,7 @@ export class MetadataMap {
   purge(key: string): void {
     const entry = this.entries.get(key);
     assert(entry !== undefined && entry.value === undefined, "only tombstones are purged");
+    this.countTombstone(entry, -1);
     this.entries.delete(key);
     this.unindexKey(key);
     this.compactOrder();
@@ -300,6 +310,12 @@ export class MetadataMap {
     return { entries, throughSeq: Math.max(throughSeq, this.seqLast) };
   }
 
+  private countTombstone(entry: Entry | undefined, change: 1 | -1): void {
+    if (entry === undefined || entry.value !== undefined) return;
+    this.tombstones += change;
+    assert(this.tombstones >= 0, "tombstones are counted once each");
+  }
+
   /** Drops stale slots once they outnumber the live ones, keeping `order` O(entries). */
   private compactOrder(): void {
     if (this.order.length < 2 * this.entries.size + 64) return;
@@ -319,10 +335,13 @@ export class MetadataMap {
     for (const wire of sorted) {
       assert(wire.seq <= seqHigh, "a restored seq is within the restored high mark");
       const value = wire.deleted ? undefined : wire.value;
-      this.entries.set(wire.key, {
+      const entry = {
         key: wire.key, value, stamp: { time: wire.time, host: wire.host }, seq: wire.seq,
         learnedTime,
-      });
+      };
+      this.countTombstone(this.entries.get(wire.key), -1);
+      this.countTombstone(entry, 1);
+      this.entries.set(wire.key, entry);
       this.order.push({ seq: wire.seq, key: wire.key });
       this.indexKey(wire.key);
     }

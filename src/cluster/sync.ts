@@ -97,6 +97,7 @@ export class MetadataSync {
 
   /** Whether this host holds a tombstone to purge (only then is publishing progress worth it). */
   holdsTombstones(): boolean {
+    if (this.map.tombstoneCount === 0) return false;
     for (const entry of this.map.all()) if (this.purgeCandidate(entry)) return true;
     return false;
   }
