@@ -2,7 +2,7 @@
 import { assert } from "../lib/assert.ts";
 import { recordHeaderBytes } from "../log/format.ts";
 import type { LogPosition } from "../log/position.ts";
-import { defaultLogWriterLimits } from "../log/writer.ts";
+import { defaultLogWriterLimits } from "../log/writer-limits.ts";
 import { defaultTranslogLimits } from "../translog/translog.ts";
 import type { SpaceStatus } from "../platform/types.ts";
 
