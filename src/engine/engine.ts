@@ -11,6 +11,7 @@ import {
 import { ControlServer } from "./control.ts";
 import type { Logger } from "./logger.ts";
 import { ResourceManager, resourceNames } from "./resources.ts";
+import { FormerResources } from "./former-resources.ts";
 import { ClosedLogEnds } from "../roles/closed-log-end.ts";
 import { SplitBrainRepair } from "../roles/split-brain-repair.ts";
 import { ReplicationService } from "../replication/service.ts";
@@ -108,7 +109,9 @@ export class Engine {
         (resource) => ({
           socket: `${home.resourceDirectory(resource)}.nbd.sock`,
           logDirectory: home.resourceDirectory(resource),
-        }), effects.clock, logger, new ClosedLogEnds(effects.storage, identity.host));
+        }), effects.clock, logger, new ClosedLogEnds(effects.storage, identity.host),
+        new FormerResources(node.map, identity.host,
+          (resource, nowMs) => home.setAsideResource(resource, nowMs), effects.clock, logger));
       const repair = new SplitBrainRepair({
         map: node.map, host: identity.host, clock: effects.clock, storage: effects.storage,
         directoryOf: (resource) => home.resourceDirectory(resource),

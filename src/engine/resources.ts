@@ -8,6 +8,7 @@ import type { LogPosition } from "../log/position.ts";
 import type { ClosedLogEnds } from "../roles/closed-log-end.ts";
 import { primaryWanted } from "../roles/designation.ts";
 import type { Attached, ResourceAttacher } from "./attach.ts";
+import type { FormerResources } from "./former-resources.ts";
 import type { Logger } from "./logger.ts";
 
 /** What a host publishes about one resource (key resource/R/actual/HOST). */
@@ -91,6 +92,8 @@ export class ResourceManager {
     private readonly logger: Logger,
     /** Where closed log ends are kept across restarts (none: in memory only). */
     private readonly closedLogEnds?: ClosedLogEnds,
+    /** Sets aside the directories of resources this host is no member of any more. */
+    private readonly former?: FormerResources,
   ) {
     this.startedMs = clock.monotonicMs();
     map.onChange((entry) => {
@@ -201,6 +204,7 @@ export class ResourceManager {
     for (const resource of resourceNames(this.map)) {
       const member = membershipOf(this.map, resource, this.host);
       if (!member) continue;
+      this.former?.noteMember(resource);
       await this.loadClosedEnd(resource);
       const sizeBytes = this.map.get(keys.size(resource));
       const attach = this.map.get(keys.todo(resource, this.host, "attach")) === true;
@@ -226,6 +230,11 @@ export class ResourceManager {
       await this.detach(resource);
     }
     if (this.stopped) return;
+    // Detached above: a later resource of the same name must not find this one's state.
+    for (const resource of await this.former?.sweep((name) => this.attached.has(name)) ?? []) {
+      this.closedEnds.delete(resource);
+      this.closedEndsLoaded.delete(resource);
+    }
     const pending = [...wanted].filter(([resource, want]) => !this.attached.has(resource) &&
       !(want.primary && this.startingUp(resource)));
     for (let start = 0; start < pending.length; start += attachParallelMax) {

@@ -15,9 +15,13 @@ export const homeFiles = {
   metadata: "metadata.cbor",
   control: "control.sock",
   resources: "resources",
+  deleted: "deleted",
 } as const;
 
 export const homeFormat = 1;
+
+/** Names tried for one resource set aside within one millisecond. */
+const setAsideAttemptsMax = 1000;
 
 /** Who this host is in which cluster; written once by create-cluster or join-cluster. */
 export interface Identity {
@@ -88,6 +92,37 @@ export class Home {
 
   resourceDirectory(resource: string): string {
     return confinedPath(this.file(homeFiles.resources), resource);
+  }
+
+  /** `resources/RES` when it exists: local state of a resource (maybe of an earlier one). */
+  async existingResourceDirectory(resource: string): Promise<string | undefined> {
+    const path = this.resourceDirectory(resource);
+    return (await this.storage.files.status(path)) ? path : undefined;
+  }
+
+  /**
+   * Moves `resources/RES` to `deleted/RES-TIME` (wall-clock `nowMs`), durably, once this host
+   * is no member of RES any more: a later resource of that name must never find its logfiles,
+   * positions or sync cursor. Nothing is deleted (an operator may still want a logfile).
+   * Returns the new path, or undefined when there was no directory.
+   */
+  async setAsideResource(resource: string, nowMs: number): Promise<string | undefined> {
+    const from = await this.existingResourceDirectory(resource);
+    if (!from) return undefined;
+    assert(Number.isFinite(nowMs) && nowMs >= 0, "a wall-clock time");
+    const deleted = this.file(homeFiles.deleted);
+    await this.storage.files.makeDirectory(deleted);
+    const stamp = new Date(Math.floor(nowMs)).toISOString().replace(/[:.]/g, "-");
+    let to = confinedPath(deleted, `${resource}-${stamp}`);
+    for (let attempt = 2; await this.storage.files.status(to); attempt++) {
+      assert(attempt <= setAsideAttemptsMax, "a free name for a set-aside resource");
+      to = confinedPath(deleted, `${resource}-${stamp}-${attempt}`);
+    }
+    await this.storage.files.rename(from, to);
+    await this.storage.files.syncDirectory(deleted);
+    await this.storage.files.syncDirectory(this.file(homeFiles.resources));
+    await this.storage.files.syncDirectory(this.path);
+    return to;
   }
 
   async isInitialised(): Promise<boolean> {

@@ -12,6 +12,8 @@ import { dryRunLine, forgetWrites, leaveWrites, requireNotAlive } from "../lifec
 
 /** How long create-resource waits for the engine to report the export. */
 export const exportWaitMs = 10_000;
+/** How long create/join wait for the engine to set aside an earlier resource's directory. */
+export const leftoverWaitMs = 5_000;
 
 const resourceArg = {
   type: "positional", required: true, valueHint: "RES", description: "Resource name",
@@ -60,6 +62,38 @@ async function waitForExport(admin: AdminSession, resource: string, timeoutMs: n
   }
 }
 
+/**
+ * HOME/resources/RES left by an earlier resource of this name (its logfiles, replay position,
+ * sync cursor) must never be taken over by a new one. The engine sets it aside once it sees
+ * this host's membership end; with the engine down this command does (it holds the home's
+ * lock). Refused when it stays (docs/home-layout.md).
+ */
+async function setAsideLeftover(admin: AdminSession, resource: string, dryRun: boolean) {
+  const path = await admin.home.existingResourceDirectory(resource);
+  if (!path) return;
+  if (!admin.engineRunning) {
+    if (dryRun) {
+      console.log(dryRunLine(`would set aside ${path}, the state of an earlier ${resource}`));
+    } else await sayAside(admin, resource);
+    return;
+  }
+  const deadline = Date.now() + leftoverWaitMs;
+  while (await admin.home.existingResourceDirectory(resource)) {
+    if (dryRun || Date.now() >= deadline) {
+      throw new MarsError("refused", `${path} holds the local state (logfiles, positions) of ` +
+        `an earlier resource ${resource} that the engine has not set aside: move it out of ` +
+        `the way (e.g. into ${admin.home.path}/deleted/) and run this again`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Sets aside RES's directory (the engine is down: this command holds the home's lock). */
+async function sayAside(admin: AdminSession, resource: string): Promise<void> {
+  const aside = await admin.home.setAsideResource(resource, Date.now());
+  if (aside) console.log(`${resource}: the local state of ${admin.host} went to ${aside}`);
+}
+
 export const createResource = defineCommand({
   meta: { name: "create-resource", description: "Create a resource; this host becomes primary" },
   args: {
@@ -80,6 +114,7 @@ export const createResource = defineCommand({
       }
       const diskBytes = await checkDisk(admin, disk, wanted ?? 1);
       const sizeBytes = wanted ?? diskBytes;
+      await setAsideLeftover(admin, resource, args["dry-run"] === true);
       if (args["dry-run"]) {
         console.log(dryRunLine(`would create resource ${resource} (${sizeBytes} bytes on ` +
           `${disk}) with ${admin.host} as primary`));
@@ -123,6 +158,7 @@ export const joinResource = defineCommand({
       }
       const sizeBytes = admin.map.get(keys.size(resource)) as number;
       await checkDisk(admin, disk, sizeBytes);
+      await setAsideLeftover(admin, resource, args["dry-run"] === true);
       if (args["dry-run"]) {
         console.log(dryRunLine(`${admin.host} would join resource ${resource} as a secondary ` +
           `(disk ${disk}) and full-sync it from the primary`));
@@ -155,7 +191,8 @@ export const leaveResource = defineCommand({
       const target = typeof args.host === "string" ? checkName("host", args.host) : admin.host;
       const writes: KeyWrite[] = [];
       const said: string[] = [];
-      for (const resource of admin.memberResources(args.resource, target)) {
+      const left = admin.memberResources(args.resource, target);
+      for (const resource of left) {
         const leave = target === admin.host
           ? checkLeaveSelf(admin, resource, args.force === true)
           : checkRemoveOther(admin, resource, target, args.force === true);
@@ -173,6 +210,9 @@ export const leaveResource = defineCommand({
       }
       await admin.write(writes);
       for (const line of said) console.log(line);
+      if (!admin.engineRunning && target === admin.host) {
+        for (const resource of left) await sayAside(admin, resource);
+      }
       if (!admin.engineRunning) console.log(engineDownNote);
     });
   },
@@ -224,7 +264,8 @@ export const deleteResource = defineCommand({
     await withAdmin(options, async (admin) => {
       const writes: KeyWrite[] = [];
       const said: string[] = [];
-      for (const resource of admin.resources(args.resource)) {
+      const deleted = admin.resources(args.resource);
+      for (const resource of deleted) {
         const others = admin.membersOf(resource).filter((host) => host !== admin.host);
         if (others.length > 0 && !args.force) {
           throw new MarsError("refused", `${resource} still has members ${others.join(",")}: ` +
@@ -240,6 +281,9 @@ export const deleteResource = defineCommand({
       }
       await admin.write(writes);
       for (const line of said) console.log(line);
+      if (!admin.engineRunning) {
+        for (const resource of deleted) await sayAside(admin, resource);
+      }
       if (!admin.engineRunning) console.log(engineDownNote);
     });
   },
