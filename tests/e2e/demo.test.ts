@@ -14,6 +14,9 @@ test("mars demo builds a three-host cluster, verifies equal disks and cleans up"
     "detect", "repair", "equal"]) {
     expect(result.stdout).toMatch(new RegExp(`^ *\\d+\\. ${step} `, "m"));
   }
+  // The failover's story is an unfetched tail: the new primary names a lost tail of some bytes.
+  const lost = /not fetched of .*?: (\d+) bytes/.exec(result.stdout)?.[1];
+  expect(Number(lost)).toBeGreaterThan(0);
   const left = readdirSync(tmpdir()).filter((name) =>
     name.startsWith("mars-demo-") && !before.has(name));
   expect(left).toEqual([]);

@@ -104,6 +104,7 @@ export interface ViewJson {
 
 export interface ReplicationJson {
   readonly status: string;
+  readonly logEnd?: { readonly sequence: number; readonly offsetBytes: number } | null;
   readonly consistent: boolean;
   readonly fetchLagBytes: number | null;
   readonly replayLagBytes: number | null;

@@ -52,6 +52,7 @@ export async function failover(
   } finally {
     await device.close();
   }
+  await heardOfLogEnd(old, next);
   await old.kill();
   // Hold the old primary's repair (pause-sync) so that the split brain can be shown first.
   await old.mars("pause-sync", resource);
@@ -67,6 +68,26 @@ export async function failover(
   const missing = /not fetched of (.*)$/m.exec(forced.stdout)?.[1] ?? "?";
   return `${old.name} killed (-9) with an unfetched tail; ${next.name} took over (--force; ` +
     `not fetched of ${missing}) and wrote ${roleWriteBytes / 1024 / 1024} MiB`;
+}
+
+/**
+ * Waits until `listener` knows the log end `primary` reports now: the tail it did not fetch is
+ * then known, and the failover can say how much of it is lost.
+ */
+async function heardOfLogEnd(primary: DemoHost, listener: DemoHost): Promise<void> {
+  const endOf = (view: Awaited<ReturnType<DemoHost["view"]>>, host: string) =>
+    JSON.stringify(view.resources[0]?.replicas[host]?.logEnd ?? null);
+  // Reports go out every 500 ms: an end that stood still for 8 polls (100 ms apart) is the end
+  // after the flush, not one from before it.
+  let end = "null";
+  let stablePolls = 0;
+  await waitFor(async () => {
+    const reported = endOf(await primary.view(), primary.name);
+    const heard = endOf(await listener.view(), primary.name);
+    stablePolls = reported === end ? stablePolls + 1 : 0;
+    end = reported;
+    return stablePolls >= 8 && heard === end && end !== "null";
+  }, 10_000, `${listener.name} to hear of ${primary.name}'s log end`);
 }
 
 /** The old primary restarts, learns it is not primary any more, and finds the split. */
