@@ -19,7 +19,7 @@ self.onmessage = (event: MessageEvent<DigestRequest>) => {
       const bytes = request.bytes ?? (request.lengthBytes === 0 ? new Uint8Array(0)
         : new Uint8Array(toArrayBuffer(request.address, 0, request.lengthBytes)));
       hashers.get(request.id)!.update(bytes);
-      self.postMessage({ id: request.id });
+      self.postMessage({ id: request.id, ordinal: request.ordinal });
       return;
     }
     case "digest": {

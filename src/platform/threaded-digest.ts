@@ -8,6 +8,8 @@ export type DigestRequest =
   | {
     readonly kind: "update"; readonly id: number; readonly address: number;
     readonly lengthBytes: number;
+    /** Its number among this digest's updates (1, 2, ...); the worker echoes it when done. */
+    readonly ordinal: number;
     /** Instead of the address: a view of shared memory, or else a copy. */
     readonly bytes?: Uint8Array;
   }
@@ -20,7 +22,7 @@ const pendingUpdatesMax = 4096;
 
 /** One worker for the process, started on first use. */
 let worker: Worker | undefined;
-const listeners = new Map<number, () => void>();
+const listeners = new Map<number, (ordinal: number) => void>();
 let nextId = 1;
 
 function theWorker(): Worker {
@@ -30,7 +32,8 @@ function theWorker(): Worker {
   const compiled = import.meta.url.includes("/$bunfs/");
   const entry = compiled ? "./platform/digest-worker.ts" : "./digest-worker.ts";
   const started = new Worker(new URL(entry, import.meta.url).href);
-  started.onmessage = (event: MessageEvent<{ id: number }>) => listeners.get(event.data.id)?.();
+  started.onmessage = (event: MessageEvent<{ id: number; ordinal: number }>) =>
+    listeners.get(event.data.id)?.(event.data.ordinal);
   started.unref();
   worker = started;
   return started;
@@ -44,23 +47,24 @@ export function threadedContentDigest(): ContentDigest {
   let consumed = 0;
   let waiters: Array<{ count: number; resolve: () => void }> = [];
   const shared = new SharedArrayBuffer(4 + 32);
-  listeners.set(id, () => {
-    consumed++;
+  const consumedThrough = (count: number) => {
+    consumed = Math.max(consumed, count);
     const ready = waiters.filter((waiter) => waiter.count <= consumed);
     waiters = waiters.filter((waiter) => waiter.count > consumed);
     for (const waiter of ready) waiter.resolve();
-  });
+  };
+  listeners.set(id, consumedThrough);
   thread.postMessage({ kind: "open", id } satisfies DigestRequest);
   return {
     update(data) {
       assert(sent - consumed < pendingUpdatesMax, "digest updates in flight within their limit");
       const address = alignedAddressOf(data);
-      const shared = data.buffer instanceof SharedArrayBuffer;
-      const request: DigestRequest = address !== undefined
-        ? { kind: "update", id, address, lengthBytes: data.length }
-        : { kind: "update", id, address: 0, lengthBytes: data.length,
-          bytes: shared ? data : data.slice() };
+      const inSharedMemory = data.buffer instanceof SharedArrayBuffer;
       sent++;
+      const request: DigestRequest = address !== undefined
+        ? { kind: "update", id, address, lengthBytes: data.length, ordinal: sent }
+        : { kind: "update", id, address: 0, lengthBytes: data.length, ordinal: sent,
+          bytes: inSharedMemory ? data : data.slice() };
       thread.postMessage(request);
     },
     settled() {
@@ -74,6 +78,9 @@ export function threadedContentDigest(): ContentDigest {
       // Blocks the event loop until the worker caught up: once per logfile (≤ a few batches).
       const outcome = Atomics.wait(flag, 0, 0, digestWaitMsMax);
       assert(outcome !== "timed-out", "the digest worker answers");
+      // Every update sent so far was consumed before the digest (their notes may still be on
+      // the way, and are dropped after close): their buffers may be reused now.
+      consumedThrough(sent);
       return new Uint8Array(shared, 4, 32).slice();
     },
     close() {
