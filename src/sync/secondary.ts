@@ -23,6 +23,12 @@ import type { SyncMessage } from "./wire.ts";
 
 /** Wait between attempts while the source is unreachable or no sync slot is free. */
 export const syncRetryDelayMs = 1000;
+/**
+ * The first retry after an interrupted attempt comes this soon, doubling up to
+ * `syncRetryDelayMs`: a joiner's first attempt is often refused only because its membership
+ * has not reached the primary yet, which takes milliseconds, not a second.
+ */
+export const syncRetryDelayMsMin = 50;
 /** How often a catching-up replica is checked against the sync's end position. */
 export const catchUpCheckIntervalMs = 250;
 /**
@@ -67,6 +73,8 @@ export class SecondarySync {
   private readonly cursors: SyncCursorStore;
   /** The sync's catch-up start: published as this member's retention hold while it copies. */
   private holdPosition: LogPosition | undefined;
+  /** The wait before the next attempt after an interrupted copy (backs off while it fails). */
+  private interruptedRetryDelayMs = syncRetryDelayMsMin;
   /** From an invalidation until the sync's cursor is saved: the log this replica still needs. */
   private invalidatedHold: LogPosition | undefined;
   /** A split brain's targeted repair, planned at invalidate; used by the next sync it starts. */
@@ -265,6 +273,7 @@ export class SecondarySync {
     try {
       const cursor = await this.copyFrom(source.peer, source.address);
       if (!cursor) return false;
+      this.interruptedRetryDelayMs = syncRetryDelayMsMin;
       await this.phase2Position(cursor);
       return true;
     } catch (error) {
@@ -272,7 +281,8 @@ export class SecondarySync {
       this.options.log("warn", "sync-interrupted", { resource: this.options.resource,
         reason: error.message });
       this.report(undefined, error.message);
-      await this.sleep(syncRetryDelayMs);
+      await this.sleep(this.interruptedRetryDelayMs);
+      this.interruptedRetryDelayMs = Math.min(syncRetryDelayMs, this.interruptedRetryDelayMs * 2);
       return false;
     }
   }
