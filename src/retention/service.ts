@@ -2,7 +2,7 @@
 import { keys } from "../cluster/keys.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import { isMarsError } from "../lib/errors.ts";
-import { parseLogfileName, type LogPosition } from "../log/position.ts";
+import { comparePositions, parseLogfileName, type LogPosition } from "../log/position.ts";
 import type { Clock, Storage, TimerHandle } from "../platform/types.ts";
 import type { ReplicationReport } from "../replication/report.ts";
 import type { ReplicationService } from "../replication/service.ts";
@@ -22,6 +22,12 @@ export const lifetimeIntervalMs = 500;
 export const fetchHoldReason = "home short of space";
 /** Logfiles removed in one pass per resource (the rest go in the next pass). */
 export const removalsPerPassMax = 64;
+/**
+ * Every resource's logfiles are listed at least this often; in between, a pass at level `ok`
+ * or `warn` looks only at resources whose positions or members changed (an idle host with
+ * thousands of resources lists none), so a logfile ages past `lagAgeMsMax` this much late.
+ */
+export const lifetimeSweepIntervalMs = 30_000;
 
 export interface LifetimeSettings {
   readonly thresholds: SpaceThresholds;
@@ -49,6 +55,8 @@ interface Registered {
   readonly directory: string;
   readonly emergency?: EmergencyDevice;
   fetchStopped: boolean;
+  /** This host's own position when the resource was last looked at (it moves unpublished). */
+  seen?: LogPosition | undefined;
 }
 
 export class LifetimeService {
@@ -59,15 +67,24 @@ export class LifetimeService {
   private timer: TimerHandle | undefined;
   private running = false;
   private stopped = false;
+  /** Resources whose published positions, members or primary changed since their last look. */
+  private readonly changed = new Set<string>();
+  private sweptMs = -Infinity;
 
   constructor(private readonly options: LifetimeServiceOptions) {
     this.guard = new SpaceGuard(() => options.storage.files.space(options.homePath));
+    options.map.onChange((entry) => {
+      const [first, resource, third] = entry.key.split("/", 3);
+      if (first === "resource" && resource && (third === "replication" ||
+        third === "member" || third === "primary")) this.changed.add(resource);
+    });
     this.schedule();
   }
 
   /** Registers a primary's log directory and its export (for emergency mode). */
   attachPrimary(resource: string, directory: string, emergency: EmergencyDevice): () => void {
     this.resources.set(resource, { directory, emergency, fetchStopped: false });
+    this.changed.add(resource);
     const unguard = emergency.guardSpace(this.guard, (bytes) => {
       this.options.log("warn", "emergency-enter", { resource, bytes,
         reason: "no room left in the home for the log" });
@@ -80,6 +97,7 @@ export class LifetimeService {
 
   attachSecondary(resource: string, directory: string): () => void {
     this.resources.set(resource, { directory, fetchStopped: false });
+    this.changed.add(resource);
     return () => void this.resources.delete(resource);
   }
 
@@ -115,15 +133,39 @@ export class LifetimeService {
           totalBytes: space.totalBytes });
     }
     const facts = new Map<string, LogfileFact[]>();
-    for (const [resource, registered] of this.resources) {
+    for (const [resource, registered] of this.due(this.level !== previous)) {
       facts.set(resource, await this.logfiles(registered.directory));
     }
     await this.phase1Emergency(facts, space.freeBytes, space.totalBytes);
-    for (const [resource, registered] of this.resources) {
+    for (const [resource, logfiles] of facts) {
+      const registered = this.resources.get(resource);
+      if (!registered) continue; // detached meanwhile
       this.phase2Fetching(resource, registered);
       this.phase3MarkOutdated(resource);
-      await this.phase4Delete(resource, registered, facts.get(resource) ?? []);
+      await this.phase4Delete(resource, registered, logfiles);
     }
+  }
+
+  /**
+   * The resources this pass looks at: all of them when the level changed, at `trim` and
+   * above (space is short), and every `lifetimeSweepIntervalMs`; else those whose published
+   * positions, members or primary changed, whose own position (the persisted writeback, the
+   * replay) moved, and primaries writing past their log.
+   */
+  private due(levelChanged: boolean): [string, Registered][] {
+    const nowMs = this.options.clock.monotonicMs();
+    const all = levelChanged || levelRank(this.level) >= levelRank("trim") ||
+      nowMs - this.sweptMs >= lifetimeSweepIntervalMs;
+    if (all) this.sweptMs = nowMs;
+    const due = [...this.resources].filter(([resource, registered]) => {
+      const own = this.ownPosition(resource);
+      const moved = own === undefined || registered.seen === undefined
+        ? own !== registered.seen : comparePositions(own, registered.seen) !== 0;
+      registered.seen = own;
+      return all || moved || this.changed.has(resource) || registered.emergency?.mode === "direct";
+    });
+    this.changed.clear();
+    return due;
   }
 
   /** Phase 1 (primaries): enter emergency for the largest backlogs; leave once space is back. */
@@ -203,6 +245,7 @@ export class LifetimeService {
     }
     const removed = deletable.slice(0, removalsPerPassMax);
     await this.remove(registered.directory, logfiles, removed);
+    if (deletable.length > removed.length) this.changed.add(resource); // the rest next pass
     if (removed.length > 0) {
       this.options.replication.replica(resource)?.fetcher.forgetBelow(removed.at(-1)! + 1);
     }
