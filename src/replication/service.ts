@@ -44,6 +44,9 @@ interface Served {
   readonly source: LogSource;
   readonly primary?: PrimaryLog;
   sample?: { atMs: number; end: LogPosition; rate: number };
+  /** The primary's positions when it last published a report with no write rate. */
+  quiet?: { logEnd: LogPosition; durableEnd: LogPosition; writeback: LogPosition;
+    emergency: boolean };
 }
 
 export class ReplicationService {
@@ -218,7 +221,13 @@ export class ReplicationService {
       this.publish(resource, replica.report());
     }
     for (const [resource, served] of this.served) {
-      if (served.primary) this.publish(resource, this.primaryReport(served, served.primary));
+      if (!served.primary || stillQuiet(served, served.primary)) continue;
+      const report = this.primaryReport(served, served.primary);
+      this.publish(resource, report);
+      served.quiet = report.writeRateBytesPerSecond !== 0 ? undefined : {
+        logEnd: served.primary.logEnd, durableEnd: served.primary.durableEnd,
+        writeback: served.primary.writebackPosition, emergency: report.emergency === true,
+      };
     }
   }
 
@@ -271,4 +280,16 @@ export class ReplicationService {
     for (const session of [...this.sessions]) session.close();
     this.tail.stop();
   }
+}
+
+/**
+ * True when an idle primary's report would be the one it published (nothing written, nothing
+ * written back, no rate): thousands of idle primaries then cost a few comparisons each.
+ */
+function stillQuiet(served: Served, primary: PrimaryLog): boolean {
+  const quiet = served.quiet;
+  return quiet !== undefined && quiet.emergency === (primary.emergency === true) &&
+    comparePositions(quiet.logEnd, primary.logEnd) === 0 &&
+    comparePositions(quiet.durableEnd, primary.durableEnd) === 0 &&
+    comparePositions(quiet.writeback, primary.writebackPosition) === 0;
 }
