@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-const binary = resolve(import.meta.dir, "../../dist/mars");
+const binary = process.env.MARS_BENCH_BINARY ?? resolve(import.meta.dir, "../../dist/mars");
 const resourceCount = Number(process.argv[2] ?? 1000);
 const idleSeconds = Number(process.argv[3] ?? 60);
 const root = mkdtempSync(join(tmpdir(), "mars-bench-scale-"));
