@@ -27,11 +27,13 @@ function isPowerOfTwo(value: number): boolean {
 /**
  * Wraps `inner` so that every request is checked against the declared size, alignment,
  * maximum and capabilities before it reaches the layer. Violations reject with EINVAL,
- * EOVERFLOW, EPERM or ENOTSUP; after close every request rejects with ESHUTDOWN.
+ * EOVERFLOW, EPERM or ENOTSUP; after close every request rejects with ESHUTDOWN. The size is
+ * read from `inner` at every check, so a device that grows (mars resize) is served to its new
+ * end at once.
  */
 export function checkedBlockDevice(inner: BlockDevice): BlockDevice {
-  const { capabilities, sizeBytes } = inner;
-  assertCapabilities(capabilities, sizeBytes);
+  const { capabilities } = inner;
+  assertCapabilities(capabilities, inner.sizeBytes);
   const sizes = capabilities.blockSizes;
   let closed = false;
 
@@ -43,6 +45,7 @@ export function checkedBlockDevice(inner: BlockDevice): BlockDevice {
     if (lengthBytes > limit) {
       throw new BlockError("EOVERFLOW", `${verb}: ${lengthBytes} bytes exceed the ${limit} limit`);
     }
+    const sizeBytes = inner.sizeBytes;
     if (offset + lengthBytes > sizeBytes) {
       throw new BlockError("EINVAL", `${verb}: range ${offset}+${lengthBytes} beyond ${sizeBytes}`);
     }
@@ -60,7 +63,9 @@ export function checkedBlockDevice(inner: BlockDevice): BlockDevice {
   }
 
   return {
-    sizeBytes,
+    get sizeBytes() {
+      return inner.sizeBytes;
+    },
     capabilities,
     async read(offset, target) {
       checkRange("read", offset, target.length, sizes.maximumBytes);

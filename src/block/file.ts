@@ -23,6 +23,11 @@ export interface FileDeviceOptions {
 
 export interface FileDevice extends BlockDevice {
   readonly path: string;
+  /**
+   * Reads the file's (or block device's) size again and grows the device to it (mars resize:
+   * the disk was grown underneath); never shrinks it. Resolves to the size now served.
+   */
+  remeasure(): Promise<number>;
 }
 
 /** Opens `path` as a device sized as the file (or block device) is now. Unchecked: wrap it. */
@@ -68,10 +73,21 @@ class FileBlockDevice implements FileDevice {
     private readonly storage: Storage,
     readonly path: string,
     private readonly fd: number,
-    readonly sizeBytes: number,
+    private measuredBytes: number,
     options: FileDeviceOptions,
   ) {
     this.capabilities = capabilitiesOf(options);
+  }
+
+  get sizeBytes(): number {
+    return this.measuredBytes;
+  }
+
+  async remeasure(): Promise<number> {
+    assert(!this.closed, "remeasure on an open device");
+    const measured = await this.storage.files.sizeOf(this.fd);
+    this.measuredBytes = Math.max(this.measuredBytes, measured);
+    return this.measuredBytes;
   }
 
   async read(offset: number, target: Uint8Array): Promise<void> {

@@ -20,7 +20,6 @@ export const gateWaitersMax = 65536;
  * arrive while the mode switches wait; requests in flight finish on the side they started.
  */
 export class EmergencyDevice implements BlockDevice {
-  readonly sizeBytes: number;
   readonly capabilities: BlockCapabilities;
   mode: EmergencyMode = "logging";
   /** Why the gap record could not be written, when it could not (the log was already full). */
@@ -37,8 +36,12 @@ export class EmergencyDevice implements BlockDevice {
 
   constructor(readonly translog: Translog, private readonly disk: BlockDevice) {
     assert(disk.sizeBytes >= translog.sizeBytes, "the direct handle covers the device");
-    this.sizeBytes = translog.sizeBytes;
     this.capabilities = translog.capabilities;
+  }
+
+  /** The translog's (its disk's) size now: it grows with the disk (mars resize). */
+  get sizeBytes(): number {
+    return this.translog.sizeBytes;
   }
 
   get logEnd() {

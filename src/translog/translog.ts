@@ -139,7 +139,6 @@ function capabilitiesOver(backing: BlockDevice, overlayBytesMax: number): BlockC
 }
 
 class TranslogDevice implements Translog {
-  readonly sizeBytes: number;
   readonly capabilities: BlockCapabilities;
   private readonly overlay: Overlay;
   private readonly payloads: PayloadRecycler;
@@ -158,7 +157,6 @@ class TranslogDevice implements Translog {
     start: LogPosition,
     readonly continuedFrom: LogPosition | undefined,
   ) {
-    this.sizeBytes = options.backing.sizeBytes;
     this.capabilities = capabilitiesOver(options.backing, limits.overlayBytesMax);
     this.payloads = new PayloadRecycler(limits.payloadReuseBytesMin);
     this.overlay = new Overlay(limits.overlayBytesMax, (entry) => {
@@ -171,6 +169,10 @@ class TranslogDevice implements Translog {
     writer.onDurable = () => this.writeback.kick();
   }
 
+  /** The backing disk's size, read at every use: a disk that grew (mars resize) is covered. */
+  get sizeBytes(): number {
+    return this.options.backing.sizeBytes;
+  }
   get writebackPosition(): LogPosition {
     return this.writeback.writtenThrough;
   }
