@@ -55,3 +55,24 @@ test("one holder of the home lock at a time; an uninitialised home is named", as
   expect(again).toBeDefined();
   await again!.release();
 });
+
+test("a resource directory goes aside under deleted/, never over an earlier one", async () => {
+  const path = temporaryDirectory();
+  const home = new Home(path, storage, systemLocks);
+  await home.prepare();
+  expect(await home.setAsideResource("r1", 0)).toBeUndefined();
+  const aside: string[] = [];
+  for (const content of ["old", "older"]) {
+    const directory = home.resourceDirectory("r1");
+    await storage.files.makeDirectory(directory);
+    await writeFileAtomic(storage, join(directory, "log-000000001-a"), new TextEncoder()
+      .encode(content));
+    aside.push((await home.setAsideResource("r1", Date.UTC(2026, 10, 26, 13, 0, 0, 5)))!);
+    expect(existsSync(directory)).toBe(false);
+  }
+  expect(aside).toEqual([join(path, "deleted", "r1-2026-11-26T13-00-00-005Z"),
+    join(path, "deleted", "r1-2026-11-26T13-00-00-005Z-2")]);
+  const kept = await readFileBytes(storage, join(aside[0]!, "log-000000001-a"));
+  expect(new TextDecoder().decode(kept)).toBe("old");
+  expect(statSync(join(path, "deleted")).mode & 0o777).toBe(0o700);
+});
