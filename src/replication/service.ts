@@ -100,6 +100,7 @@ export class ReplicationService {
     });
     return () => {
       this.served.delete(resource);
+      this.published.delete(resource); // a resource attached again later reports afresh
     };
   }
 
@@ -132,6 +133,7 @@ export class ReplicationService {
       this.replicas.delete(resource);
       this.fallbacks.delete(resource);
       this.served.delete(resource);
+      this.published.delete(resource);
       await replica.close();
     };
   }
