@@ -14,6 +14,8 @@ import { realEffects } from "./effects.ts";
 import type { GlobalOptions } from "./global-args.ts";
 
 export const engineDownNote = "the engine is not running on this host: it will act on start";
+/** Keys one admin command writes at most (delete-resource of a resource with many members). */
+const changesPerCommandMax = 100_000;
 
 export class AdminSession {
   private constructor(
@@ -71,15 +73,22 @@ export class AdminSession {
         { op: "write", writes });
       return;
     }
+    const savedThroughSeq = this.map.seqHigh;
     for (const write of writes) {
       if (write.value === undefined) this.map.delete(write.key);
       else this.map.set(write.key, write.value);
     }
-    await this.home.writeMetadata({
-      format: homeFormat, lamportTime: this.map.clock.time, seqHigh: this.map.seqHigh,
-      entries: [...this.map.all()].map(toWire),
+    // Appended to the home's journal: a command costs its own changes, not the whole map.
+    const changes = {
+      lamportTime: this.map.clock.time, seqHigh: this.map.seqHigh,
       peers: this.peersProgress as never, held: this.map.heldEntries(),
-    });
+      entries: this.map.changesSince(savedThroughSeq, changesPerCommandMax).entries,
+    };
+    assert(changes.entries.length < changesPerCommandMax, "a command writes a few keys");
+    await this.home.saveMetadata(changes, () => ({
+      format: homeFormat, lamportTime: changes.lamportTime, seqHigh: changes.seqHigh,
+      entries: [...this.map.all()].map(toWire), peers: changes.peers, held: changes.held,
+    }));
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@ import { assert } from "../lib/assert.ts";
 import { isMarsError } from "../lib/errors.ts";
 import { checkName, keys, nameProblem } from "../cluster/keys.ts";
 import { LamportClock } from "../cluster/lamport.ts";
-import { MetadataMap, toWire } from "../cluster/metadata-map.ts";
+import { MetadataMap, toWire, type WireEntry } from "../cluster/metadata-map.ts";
 import { MetadataSync } from "../cluster/sync.ts";
 import type { Address, Listener, Network, Random, Clock, TimerHandle } from "../platform/types.ts";
 import type { Home, Identity } from "../store/home.ts";
@@ -70,6 +70,10 @@ export class ClusterNode {
   private pushScheduled = false;
   private saving: Promise<void> | undefined;
   private saveAgain = false;
+  /** Every change with seq up to this is saved (in the snapshot or the journal). */
+  private savedThroughSeq = 0;
+  /** The next save writes a full snapshot: the journal cannot say what changed. */
+  private snapshotDue = false;
   private stopped = false;
   /** Serves accepted "log" sessions (set by the replication service). */
   logSessions: ((session: Session) => SessionHandlers) | undefined;
@@ -115,6 +119,7 @@ export class ClusterNode {
     for (const [peer, progress] of Object.entries(snapshot.peers)) {
       this.sync.progress.set(peer, { ...progress });
     }
+    this.savedThroughSeq = this.map.seqHigh;
   }
 
   async start(): Promise<Address> {
@@ -259,7 +264,7 @@ export class ClusterNode {
     const purged = this.sync.purgeTombstones();
     if (purged > 0) {
       this.logger.log("info", "tombstones-purged", { count: purged });
-      this.requestSave();
+      this.requestFullSave();
     }
   }
 
@@ -352,17 +357,38 @@ export class ClusterNode {
     });
   }
 
+  /**
+   * Appends what changed since the last save to the home's journal (a full snapshot when a
+   * tombstone was purged, a save failed or the journal has grown long).
+   */
   private async save(): Promise<void> {
+    const full = this.snapshotDue;
+    this.snapshotDue = false;
+    const changes = {
+      lamportTime: this.lamport.time, seqHigh: this.map.seqHigh,
+      peers: structuredClone(Object.fromEntries(this.sync.progress)),
+      entries: full ? [] : changesAfter(this.map, this.savedThroughSeq),
+      held: this.map.heldEntries(),
+    };
+    this.savedThroughSeq = this.map.seqHigh;
+    const snapshot = () => ({
+      format: homeFormat, lamportTime: changes.lamportTime, seqHigh: changes.seqHigh,
+      entries: [...this.map.all()].map(toWire), peers: changes.peers, held: changes.held,
+    });
     try {
-      await this.home.writeMetadata({
-        format: homeFormat, lamportTime: this.lamport.time, seqHigh: this.map.seqHigh,
-        entries: [...this.map.all()].map(toWire),
-        peers: Object.fromEntries(this.sync.progress), held: this.map.heldEntries(),
-      });
+      if (full) await this.home.writeMetadata(snapshot());
+      else await this.home.saveMetadata(changes, snapshot);
     } catch (error) {
       if (!isMarsError(error)) throw error;
+      this.snapshotDue = true; // the next save writes everything
       this.logger.log("error", "metadata-save-failed", { reason: error.message });
     }
+  }
+
+  /** A save that cannot be told as changes (a purge removes entries): a full snapshot. */
+  private requestFullSave(): void {
+    this.snapshotDue = true;
+    this.requestSave();
   }
 
   /** Resolves once everything changed so far is on disk. */
@@ -370,4 +396,20 @@ export class ClusterNode {
     this.requestSave();
     while (this.saving) await this.saving;
   }
+}
+
+/** Changes a batch of the journal holds at most per read of the map (it reads on). */
+const changesPerReadMax = 4096;
+
+/** The newest entry of every key changed after `afterSeq`, in seq order. */
+function changesAfter(map: MetadataMap, afterSeq: number): WireEntry[] {
+  const found: WireEntry[] = [];
+  let through = afterSeq;
+  while (through < map.seqHigh) {
+    const batch = map.changesSince(through, changesPerReadMax);
+    found.push(...batch.entries);
+    assert(batch.throughSeq > through, "reading changes makes progress");
+    through = batch.throughSeq;
+  }
+  return found;
 }

@@ -6,6 +6,9 @@ import type { FileLocks, HeldLock, Storage } from "../platform/types.ts";
 import type { WireEntry } from "../cluster/metadata-map.ts";
 import type { PeerProgress } from "../cluster/sync.ts";
 import { readFileBytes, writeFileAtomic } from "./atomic-file.ts";
+import {
+  decodeRecords, JournalFile, journalBytesMin, type JournalRecord,
+} from "./metadata-journal.ts";
 
 /** The file names inside a home (docs/home-layout.md describes each). */
 export const homeFiles = {
@@ -13,6 +16,7 @@ export const homeFiles = {
   identity: "identity.cbor",
   secret: "cluster-secret",
   metadata: "metadata.cbor",
+  metadataJournal: "metadata.journal",
   control: "control.sock",
   resources: "resources",
   deleted: "deleted",
@@ -46,7 +50,12 @@ export interface MetadataSnapshot {
   readonly peers: Readonly<Record<string, PeerProgress>>;
   /** Entries held aside by the membership rule until their author is known as a member. */
   readonly held?: readonly WireEntry[];
+  /** Names this snapshot: journal records continuing it carry it (absent: 0). */
+  readonly journalGeneration?: number;
 }
+
+/** Changes since the last save, appended to the journal (`Home.saveMetadata`). */
+export type MetadataChanges = Omit<JournalRecord, "generation">;
 
 const secretPrefix = "mars-cluster-secret";
 
@@ -78,6 +87,11 @@ export function confinedPath(root: string, relative: string): string {
 }
 
 export class Home {
+  /** The journal generation of the snapshot last read or written here (undefined: neither). */
+  private generation: number | undefined;
+  private journal: JournalFile | undefined;
+  private snapshotBytes = 0;
+
   constructor(
     readonly path: string,
     private readonly storage: Storage,
@@ -178,6 +192,7 @@ export class Home {
     await writeFileAtomic(this.storage, this.file(homeFiles.secret), text);
   }
 
+  /** The map as last saved: the snapshot with the journal's records replayed onto it. */
   async readMetadata(): Promise<MetadataSnapshot | undefined> {
     const bytes = await readFileBytes(this.storage, this.file(homeFiles.metadata));
     if (!bytes) return undefined;
@@ -185,11 +200,59 @@ export class Home {
     if (typeof snapshot !== "object" || snapshot.format !== homeFormat) {
       throw new MarsError("io", `${this.file(homeFiles.metadata)} has an unknown format`);
     }
-    return snapshot;
+    this.snapshotBytes = bytes.length;
+    const generation = snapshot.journalGeneration ?? 0;
+    const path = this.file(homeFiles.metadataJournal);
+    const journal = await readFileBytes(this.storage, path) ?? new Uint8Array(0);
+    const { records, validBytes } = decodeRecords(journal, generation);
+    this.journal = new JournalFile(this.storage, path, validBytes, validBytes < journal.length);
+    this.generation = generation;
+    return records.length === 0 ? snapshot : replayJournal(snapshot, records);
   }
 
+  /**
+   * A full snapshot (temporary, fsync, rename): it starts a new journal generation, so the
+   * records of the old journal no longer count (the file is cut at the next append).
+   */
   async writeMetadata(snapshot: MetadataSnapshot): Promise<void> {
     assert(snapshot.format === homeFormat, "snapshots are written in the current format");
-    await writeFileAtomic(this.storage, this.file(homeFiles.metadata), encodeCbor(snapshot));
+    if (this.generation === undefined) await this.readMetadata();
+    const generation = (this.generation ?? 0) + 1;
+    const bytes = encodeCbor({ ...snapshot, journalGeneration: generation });
+    await writeFileAtomic(this.storage, this.file(homeFiles.metadata), bytes);
+    this.generation = generation;
+    this.snapshotBytes = bytes.length;
+    this.journal = new JournalFile(this.storage, this.file(homeFiles.metadataJournal), 0, true);
   }
+
+  /**
+   * Saves `changes` durably: appended to the journal (cost grows with the changes), or, once
+   * the journal has grown past its bound or no snapshot was read or written, as the full
+   * snapshot `full()` returns.
+   */
+  async saveMetadata(changes: MetadataChanges, full: () => MetadataSnapshot): Promise<void> {
+    const journal = this.journal;
+    const boundBytes = Math.max(journalBytesMin, 2 * this.snapshotBytes);
+    if (this.generation === undefined || !journal || journal.bytes > boundBytes) {
+      return this.writeMetadata(full());
+    }
+    await journal.append({ ...changes, generation: this.generation });
+  }
+}
+
+/** The snapshot with the journal's records applied in order (the newest entry per key). */
+function replayJournal(
+  snapshot: MetadataSnapshot, records: readonly JournalRecord[],
+): MetadataSnapshot {
+  const entries = new Map<string, WireEntry>();
+  for (const entry of snapshot.entries) entries.set(entry.key, entry);
+  let { lamportTime, seqHigh, peers, held } = snapshot;
+  for (const record of records) {
+    for (const entry of record.entries) entries.set(entry.key, entry);
+    lamportTime = Math.max(lamportTime, record.lamportTime);
+    seqHigh = Math.max(seqHigh, record.seqHigh);
+    peers = record.peers;
+    held = record.held;
+  }
+  return { ...snapshot, lamportTime, seqHigh, peers, held, entries: [...entries.values()] };
 }

@@ -1,9 +1,11 @@
 // Resource lifecycle on three engines: membership rule, dry runs, forced removal and deletion.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeCbor, encodeCbor } from "../../src/platform/cbor.ts";
-import type { MetadataSnapshot } from "../../src/store/home.ts";
+import { systemFiles } from "../../src/platform/files.ts";
+import { openIoEngine } from "../../src/platform/io/index.ts";
+import { systemLocks } from "../../src/platform/lock.ts";
+import { Home } from "../../src/store/home.ts";
 import { temporaryDirectory } from "../support/binary.ts";
 import { engineHandle, eventually, stopAllEngines, type EngineHandle } from "../support/engines.ts";
 
@@ -90,13 +92,15 @@ describe("the resource lifecycle", () => {
       "gamma is not a member of r1");
     // A peer that bypasses its own checks: gamma's map, edited while its engine is down.
     expect(await gamma.stop()).toBe(0);
-    const path = join(gamma.home, "metadata.cbor");
-    const snapshot = decodeCbor(readFileSync(path)) as MetadataSnapshot;
+    // Through the store: metadata.cbor is a snapshot that metadata.journal continues.
+    const home = new Home(gamma.home, { files: systemFiles, io: openIoEngine("portable").engine },
+      systemLocks);
+    const snapshot = (await home.readMetadata())!;
     const time = snapshot.lamportTime + 1;
     const forged = { key: "resource/r1/primary", value: "gamma", time, host: "gamma",
       seq: snapshot.seqHigh + 1 };
-    writeFileSync(path, encodeCbor({ ...snapshot, lamportTime: time, seqHigh: forged.seq,
-      entries: [...snapshot.entries.filter((entry) => entry.key !== forged.key), forged] }));
+    await home.writeMetadata({ ...snapshot, lamportTime: time, seqHigh: forged.seq,
+      entries: [...snapshot.entries.filter((entry) => entry.key !== forged.key), forged] });
     await gamma.start(runArgs);
     for (const engine of [alpha, beta]) {
       await eventually(async () => engine.log().includes("metadata-refused") &&
