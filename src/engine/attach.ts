@@ -1,6 +1,7 @@
 /** The resource "attach" step behind one interface: claim the disk, export it when primary. */
 import { MarsError } from "../lib/errors.ts";
-import { openFileDevice } from "../block/file.ts";
+import { openFileDevice, type FileDevice } from "../block/file.ts";
+import { BoundedDevice } from "../block/resizable.ts";
 import type { BlockDevice } from "../block/types.ts";
 import type { PayloadBuffers } from "../nbd/payload-buffers.ts";
 import { NbdServer } from "../nbd/server.ts";
@@ -46,6 +47,12 @@ export interface Attached {
   kernelHolders?(stepping: boolean): Promise<readonly string[]>;
   /** Primary: the end of the log its own logfiles continue (undefined: a new history). */
   readonly continuedFrom?: LogPosition;
+  /**
+   * Primary: serves the device up to `sizeBytes` from now on (mars resize; the resource only
+   * grows). The disk is measured again first; too small: disk-too-small, nothing changes.
+   * Resolves to what did not follow (the kernel device's size), "" when everything did.
+   */
+  grow?(sizeBytes: number): Promise<string>;
   detach(): Promise<void>;
 }
 
@@ -70,6 +77,8 @@ export interface KernelDevice {
   readonly devicePath: string;
   /** What holds the device open besides the engine ([] = closed); see Attached. */
   holders(stepping: boolean): Promise<readonly string[]>;
+  /** Tells the kernel the device's new size (mars resize); throws when it cannot. */
+  resize(sizeBytes: number): void;
   detach(): void;
 }
 
@@ -124,18 +133,47 @@ async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
     throw error;
   });
   const device = new EmergencyDevice(translog, direct);
+  // Clients see the resource's size, which may be less than the disk's.
+  const exported = new BoundedDevice(device, spec.sizeBytes);
   const server = new NbdServer({
-    exports: [{ name: spec.resource, device }],
+    exports: [{ name: spec.resource, device: exported }],
     ...(effects.payloadBuffers ? { buffers: effects.payloadBuffers } : {}),
   });
   try {
     await effects.storage.files.remove(spec.socketPath);
     const listener = await effects.network.listen(
       { kind: "unix", path: spec.socketPath }, server.accept);
-    return { server, device, listener };
+    return { server, device, exported, disks: [backing, direct], listener };
   } catch (error) {
     await device.close();
     throw error;
+  }
+}
+
+/**
+ * Grows a primary's export: both handles on the disk measure it again, then the bound moves
+ * (new NBD connections see the new size, every connection may use it) and the kernel device
+ * is told. A disk still too small refuses, and nothing changes.
+ */
+async function growExport(
+  disk: string, disks: readonly FileDevice[], exported: BoundedDevice, sizeBytes: number,
+  resizeKernel: ((sizeBytes: number) => void) | undefined,
+): Promise<string> {
+  if (sizeBytes <= exported.sizeBytes) return "";
+  for (const handle of disks) {
+    const measured = await handle.remeasure();
+    if (measured < sizeBytes) {
+      throw new MarsError("disk-too-small",
+        `disk ${disk} has ${measured} bytes, the resource needs ${sizeBytes}`);
+    }
+  }
+  exported.grow(sizeBytes);
+  try {
+    resizeKernel?.(sizeBytes);
+    return "";
+  } catch (error) {
+    return `the kernel device kept its earlier size (new NBD connections see ${sizeBytes} ` +
+      `bytes; detach and attach the resource to renew /dev/nbdN): ${String(error)}`;
   }
 }
 
@@ -145,19 +183,21 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
       const { lock } = await claimDisk(effects, spec.disk, spec.sizeBytes);
       if (!spec.primary) return { exportAddress: "", detach: () => lock.release() };
       try {
-        const { server, device, listener } = await exportPrimary(effects, spec);
+        const { server, device, exported, disks, listener } = await exportPrimary(effects, spec);
         const socketAddress = `nbd+unix:///${spec.resource}?socket=${spec.socketPath}`;
         const kernel = effects.kernel ? await effects.kernel(server, spec.resource) : undefined;
         return {
           exportAddress: kernel ? `${kernel.devicePath} ${socketAddress}` : socketAddress,
           primaryLog: device,
-          primaryDevice: device,
+          primaryDevice: exported,
           emergency: device,
           // The kernel driver's own connection is not an opener of /dev/nbdN.
           openConnections: () => Math.max(0, server.connectionCount - (kernel ? 1 : 0)),
           ...(kernel ? { kernelHolders: (stepping: boolean) => kernel.holders(stepping) } : {}),
           ...(device.translog.continuedFrom
             ? { continuedFrom: device.translog.continuedFrom } : {}),
+          grow: (sizeBytes) => growExport(spec.disk, disks, exported, sizeBytes,
+            kernel?.resize),
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.

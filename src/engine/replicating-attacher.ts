@@ -19,6 +19,7 @@ export function replicatingAttacher(
           ...(handle.openConnections ? { openConnections: handle.openConnections } : {}),
           ...(handle.kernelHolders ? { kernelHolders: handle.kernelHolders } : {}),
           ...(handle.continuedFrom ? { continuedFrom: handle.continuedFrom } : {}),
+          ...(handle.grow ? { grow: handle.grow } : {}),
           async detach() {
             stopServing();
             await handle.detach();

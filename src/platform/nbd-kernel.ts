@@ -219,6 +219,22 @@ export function kernelDeviceStatuses(index?: number): KernelDeviceStatus[] {
   });
 }
 
+/**
+ * Tells the kernel a connected device's new size (mars resize): RECONFIGURE with SIZE_BYTES,
+ * which the kernel applies at once (drivers/block/nbd.c nbd_genl_reconfigure → size set,
+ * since Linux 5.3); the backend identifier must match the one the device was connected with.
+ */
+export function resizeKernelDevice(
+  index: number, backendIdentifier: string, sizeBytes: number,
+): void {
+  withFamily((netlink, family) => netlink.request(family, NbdCommand.reconfigure, familyVersion,
+    [
+      attributeU32(NbdAttribute.index, index),
+      attributeString(NbdAttribute.backendIdentifier, backendIdentifier),
+      attributeU64(NbdAttribute.sizeBytes, sizeBytes),
+    ]));
+}
+
 /** DISCONNECT: the kernel sends NBD_CMD_DISC on the socket and releases the device. */
 export function detachKernelDevice(index: number): void {
   withFamily((netlink, family) => netlink.request(family, NbdCommand.disconnect, familyVersion,

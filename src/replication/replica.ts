@@ -1,5 +1,6 @@
 /** One resource's replica on a secondary: fetch + replay, their switches, state and hooks. */
 import { openFileDevice } from "../block/file.ts";
+import { growingFileDevice } from "../block/resizable.ts";
 import type { BlockDevice } from "../block/types.ts";
 import { logfileHeaderBytes } from "../log/format.ts";
 import { comparePositions, type LogPosition } from "../log/position.ts";
@@ -89,7 +90,8 @@ export class Replica implements ReplicaDriver {
       ...(store.current ? { firstSequence: store.current.sequence } : {}),
     });
     await fetcher.load();
-    const device = await openFileDevice(storage, options.disk);
+    // Records beyond the disk's size at opening measure it again (the resource grew).
+    const device = growingFileDevice(await openFileDevice(storage, options.disk));
     const start = store.current ?? {
       sequence: fetcher.oldestSequence ?? 1,
       offsetBytes: logfileHeaderBytes,

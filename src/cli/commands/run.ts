@@ -77,6 +77,7 @@ export default defineCommand({
           const devicePath = attached.devicePath;
           return {
             devicePath, detach: () => attached.detach(warn),
+            resize: (sizeBytes) => attached.resize(sizeBytes),
             // A failed look counts as open: the primary does not step down under a user.
             holders: (stepping) => deviceOpeners(devicePath, { claimProbe: stepping })
               .catch((error) => [`${devicePath}: the open check failed (${error})`]),

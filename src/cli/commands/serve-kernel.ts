@@ -5,7 +5,7 @@ import type { NbdServer } from "../../nbd/server.ts";
 import {
   attachKernelDevice, detachKernelDevice, kernelDeviceStatus, kernelDriverAvailable,
   type KernelAttachOptions, linkStableName, protectAgainstReclaimDeadlock, readStableName,
-  unlinkStableName,
+  resizeKernelDevice, unlinkStableName,
 } from "../../platform/nbd-kernel.ts";
 import { adoptSocket } from "../../platform/network.ts";
 import type { ConnectionHandlers } from "../../platform/types.ts";
@@ -22,6 +22,8 @@ export interface KernelExport {
   readonly devicePath: string;
   readonly stableName: string;
   readonly reattached: boolean;
+  /** Tells the kernel the export's new size (mars resize); throws when it cannot. */
+  resize(sizeBytes: number): void;
   /** DISCONNECT and remove the stable name; problems are reported, not thrown. */
   detach(warn: (line: string) => void): void;
 }
@@ -118,11 +120,22 @@ export async function attachKernelExport(
 
   const first = await attachKernelDevice(attachOptions, resolveIndex(name, options.requested));
   await serveSocket(first.serverFd);
+  if (first.reattached) {
+    // Configured by an earlier run, perhaps before the resource grew (mars resize).
+    try {
+      resizeKernelDevice(first.index, attachOptions.backendIdentifier, chosen.device.sizeBytes);
+    } catch (error) {
+      warn(`${first.devicePath} keeps its earlier size: ${error}`);
+    }
+  }
   const stableName = linkStableName(name, first.devicePath);
   return {
     devicePath: first.devicePath,
     stableName,
     reattached: first.reattached,
+    resize(sizeBytes) {
+      resizeKernelDevice(first.index, attachOptions.backendIdentifier, sizeBytes);
+    },
     detach(report) {
       detaching = true;
       try {
