@@ -72,6 +72,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import("./commands/invalidate.ts").then((module) => module.invalidate),
   },
   {
+    name: "resize", group: "resource",
+    summary: "Grow a resource online to SIZE (default: as far as every member's disk allows)",
+    load: () => import("./commands/resize.ts").then((module) => module.resize),
+  },
+  {
     name: "leave-resource", group: "resource",
     summary: "Stop being a member of a resource (--host NAME --force: a dead host's)",
     load: () => import("./commands/resource.ts").then((module) => module.leaveResource),

@@ -59,6 +59,13 @@ export const keys = {
   splitWinner: (resource: string, host: string) => `resource/${resource}/split-winner/${host}`,
   /** Owned by the host: `mars invalidate` asked it to discard its replica (a request stamp). */
   invalidate: (resource: string, host: string) => `resource/${resource}/invalidate/${host}`,
+  /**
+   * Owned by the host: its backing disk's size as its engine last measured it, and (primary)
+   * the size its export serves (`mars resize`).
+   */
+  disk: (resource: string, host: string) => `resource/${resource}/disk/${host}`,
+  /** Global: a request (its id) that every member measure its disk now (`mars resize`). */
+  measureDisks: (resource: string) => `resource/${resource}/measure-disks`,
 } as const;
 
 export const keyLengthMax = 256;
@@ -78,11 +85,12 @@ export function parseKey(key: string): KeyShape | undefined {
   }
   if (first !== "resource" || !valid(second)) return undefined;
   const resource = second!;
-  if (parts.length === 3 && (third === "size" || third === "primary" || third === "handover")) {
-    return { kind: third, resource };
-  }
+  const global = third === "size" || third === "primary" || third === "handover" ||
+    third === "measure-disks";
+  if (parts.length === 3 && global) return { kind: third!, resource };
   const owned = third === "member" || third === "actual" || third === "replication" ||
-    third === "invalidate" || third === "split-brain" || third === "split-winner";
+    third === "invalidate" || third === "split-brain" || third === "split-winner" ||
+    third === "disk";
   if (parts.length === 4 && owned && valid(fourth)) {
     return { kind: third, owner: fourth, resource };
   }

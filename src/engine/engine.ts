@@ -20,6 +20,7 @@ import type { Address } from "../platform/types.ts";
 import { replicatingAttacher } from "./replicating-attacher.ts";
 import { SyncService } from "../sync/service.ts";
 import { syncingAttacher } from "./syncing-attacher.ts";
+import { DiskSizes } from "./disk-sizes.ts";
 import {
   defaultLifetimeSettings, LifetimeService, type LifetimeSettings,
 } from "../retention/service.ts";
@@ -94,7 +95,7 @@ export class Engine {
         replication, log: (level, event, fields) => logger.log(level, event, fields),
       });
       // A secondary syncs (when due) before its replica replays; a primary serves its view.
-      const attacher = replicatingAttacher(syncingAttacher(options.attacher, sync, lifetime), {
+      const replicating = replicatingAttacher(syncingAttacher(options.attacher, sync, lifetime), {
         attachPrimary: (...args) => replication.attachPrimary(...args),
         attachSecondary: async (resource, disk, directory) => {
           const stopWatching = lifetime.attachSecondary(resource, directory);
@@ -105,6 +106,9 @@ export class Engine {
           };
         },
       });
+      // Every attach publishes this host's disk size; a primary grows with the resource.
+      const attacher = new DiskSizes(node.map, identity.host, effects.storage, logger)
+        .attacher(replicating);
       const resources = new ResourceManager(node.map, identity.host, attacher,
         (resource) => ({
           socket: `${home.resourceDirectory(resource)}.nbd.sock`,

@@ -4,6 +4,7 @@ import { MarsError } from "../../lib/errors.ts";
 import { checkName, keys, switchNames } from "../../cluster/keys.ts";
 import { claimDisk } from "../../engine/attach.ts";
 import type { KeyWrite } from "../../engine/control.ts";
+import type { DiskReport } from "../../engine/disk-sizes.ts";
 import type { ActualState } from "../../engine/resources.ts";
 import { absolutePath } from "../../platform/host-name.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
@@ -26,13 +27,18 @@ const diskArg = {
   description: "Backing block device or file",
 } as const;
 
-function parseSize(text: unknown): number | undefined {
+/** BYTES with an optional K/M/G/T (binary) suffix; `what` names the argument in errors. */
+export function parseSize(text: unknown, what = "--size"): number | undefined {
   if (text === undefined) return undefined;
   const match = /^(\d+)([KMGT]?)$/i.exec(String(text));
-  if (!match) throw new MarsError("usage", `--size takes BYTES (K/M/G/T suffix ok), not '${text}'`);
+  if (!match) {
+    throw new MarsError("usage", `${what} takes BYTES (K/M/G/T suffix ok), not '${text}'`);
+  }
   const factor = 1024 ** " KMGT".indexOf((match[2] || " ").toUpperCase());
   const bytes = Number(match[1]) * factor;
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new MarsError("usage", "--size is too big");
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new MarsError("usage", `${what} is too big`);
+  }
   return bytes;
 }
 
@@ -41,6 +47,12 @@ async function checkDisk(admin: AdminSession, disk: string, sizeBytes: number) {
   const claimed = await claimDisk(admin.effects, disk, sizeBytes);
   await claimed.lock.release();
   return claimed.sizeBytes;
+}
+
+/** This host's disk size, as `mars resize` reads it (the engine measures it again on attach). */
+function diskWrite(resource: string, host: string, diskBytes: number): KeyWrite {
+  const report: DiskReport = { diskBytes, request: "", exportedBytes: null, problem: "" };
+  return { key: keys.disk(resource, host), value: report };
 }
 
 function switchWrites(resource: string, host: string, on: boolean): KeyWrite[] {
@@ -124,6 +136,7 @@ export const createResource = defineCommand({
       await admin.write([
         { key: keys.resourceMember(resource, admin.host), value: { disk } },
         { key: keys.size(resource), value: sizeBytes },
+        diskWrite(resource, admin.host, diskBytes),
         { key: keys.primary(resource), value: admin.host },
         ...switchWrites(resource, admin.host, true),
       ]);
@@ -157,7 +170,7 @@ export const joinResource = defineCommand({
         throw new MarsError("refused", `${admin.host} is already a member of ${resource}`);
       }
       const sizeBytes = admin.map.get(keys.size(resource)) as number;
-      await checkDisk(admin, disk, sizeBytes);
+      const diskBytes = await checkDisk(admin, disk, sizeBytes);
       await setAsideLeftover(admin, resource, args["dry-run"] === true);
       if (args["dry-run"]) {
         console.log(dryRunLine(`${admin.host} would join resource ${resource} as a secondary ` +
@@ -166,6 +179,7 @@ export const joinResource = defineCommand({
       }
       await admin.write([
         { key: keys.resourceMember(resource, admin.host), value: { disk } },
+        diskWrite(resource, admin.host, diskBytes),
         ...switchWrites(resource, admin.host, true),
       ]);
       console.log(`${admin.host} joined resource ${resource} as a secondary (disk ${disk});` +

@@ -125,7 +125,8 @@ function line(view: ResourceView): string {
   const connection = view.connection ? `${view.connection.alive}/${view.connection.peers}` : "?";
   return [
     view.resource.padEnd(16), view.role.padEnd(9), `primary=${view.primary ?? "(none)"}`,
-    `disk=${view.disk}`, `peers=${connection}`, `flags=${flags(view)}`,
+    `disk=${view.disk}`, `size=${bytesText(view.sizeBytes)}`, `peers=${connection}`,
+    `flags=${flags(view)}`,
     ...(view.replication ? replicationText(view.replication) : []),
     ...(view.export ? [`export=${view.export}`] : []),
     ...splitBrainWords(view.splitBrains),

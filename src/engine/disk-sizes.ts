@@ -1,0 +1,143 @@
+/** `mars resize` in the engine: this host's disk sizes, published; attached primaries grown. */
+import { isMarsError } from "../lib/errors.ts";
+import { keys } from "../cluster/keys.ts";
+import type { MetadataMap } from "../cluster/metadata-map.ts";
+import type { Storage } from "../platform/types.ts";
+import type { Attached, ResourceAttacher } from "./attach.ts";
+import type { Logger } from "./logger.ts";
+import { membershipOf } from "./resources.ts";
+
+/** What a host publishes about its disk of one resource (key resource/R/disk/HOST). */
+export interface DiskReport {
+  /** The backing disk's size when last measured (at attach, or when asked). */
+  readonly diskBytes: number;
+  /** The measure request (`resource/R/measure-disks`) this measurement answers, or "". */
+  readonly request: string;
+  /** Primary: the size its export serves; null while it does not export. */
+  readonly exportedBytes: number | null;
+  /** Why the export did not (fully) follow the last growth, "" when it did. */
+  readonly problem: string;
+}
+
+/** The own disk report of `host` for `resource`, or undefined. */
+export function diskReportOf(
+  get: (key: string) => unknown, resource: string, host: string,
+): DiskReport | undefined {
+  const value = get(keys.disk(resource, host)) as DiskReport | undefined;
+  return typeof value?.diskBytes === "number" ? value : undefined;
+}
+
+/**
+ * Watches the size key and measure requests. A primary attached through `attacher` grows
+ * its export when the resource's size grows (in order, one growth at a time per resource);
+ * a measure request makes this host measure its disk and publish it, as every attach does.
+ */
+export class DiskSizes {
+  /** Attached primaries that can grow, by resource, and the size each exports. */
+  private readonly primaries = new Map<string, { handle: Attached; exportedBytes: number }>();
+  private readonly growing = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly map: MetadataMap,
+    private readonly host: string,
+    private readonly storage: Storage,
+    private readonly logger: Logger,
+  ) {
+    map.onChange((entry) => {
+      const parts = entry.key.split("/");
+      if (parts.length !== 3 || parts[0] !== "resource") return;
+      const resource = parts[1]!;
+      const value = map.get(entry.key);
+      if (parts[2] === "size" && typeof value === "number") this.grow(resource, value);
+      if (parts[2] === "measure-disks" && typeof value === "string") {
+        void this.publish(resource, { request: value });
+      }
+    });
+  }
+
+  /** Wraps `inner`: primaries that can grow are tracked, every attach publishes the disk. */
+  attacher(inner: ResourceAttacher): ResourceAttacher {
+    return {
+      attach: async (spec) => {
+        const handle = await inner.attach(spec);
+        if (!spec.primary || !handle.grow) {
+          void this.publish(spec.resource, { problem: "" });
+          return handle;
+        }
+        const primary = { handle, exportedBytes: spec.sizeBytes };
+        this.primaries.set(spec.resource, primary);
+        void this.publish(spec.resource, { problem: "" });
+        // The size may have grown while this attach ran.
+        const sizeBytes = this.map.get(keys.size(spec.resource));
+        if (typeof sizeBytes === "number" && sizeBytes > spec.sizeBytes) {
+          this.grow(spec.resource, sizeBytes);
+        }
+        return {
+          ...handle,
+          detach: async () => {
+            if (this.primaries.get(spec.resource) === primary) {
+              this.primaries.delete(spec.resource);
+            }
+            await this.growing.get(spec.resource);
+            await handle.detach();
+          },
+        };
+      },
+    };
+  }
+
+  /** Grows `resource`'s export, after any growth still under way. */
+  private grow(resource: string, sizeBytes: number): void {
+    const primary = this.primaries.get(resource);
+    if (!primary) return;
+    const previous = this.growing.get(resource) ?? Promise.resolve();
+    const next = previous.then(() => this.growNow(resource, primary, sizeBytes));
+    this.growing.set(resource, next);
+    void next.finally(() => {
+      if (this.growing.get(resource) === next) this.growing.delete(resource);
+    });
+  }
+
+  private async growNow(
+    resource: string, primary: { handle: Attached; exportedBytes: number }, sizeBytes: number,
+  ): Promise<void> {
+    const grow = primary.handle.grow;
+    if (this.primaries.get(resource) !== primary || !grow) return;
+    if (sizeBytes <= primary.exportedBytes) return;
+    try {
+      const problem = await grow(sizeBytes);
+      primary.exportedBytes = sizeBytes;
+      this.logger.log(problem ? "warn" : "info", "resource-grown",
+        { resource, sizeBytes, ...(problem ? { problem } : {}) });
+      await this.publish(resource, { problem });
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      this.logger.log("error", "resource-grow-failed", { resource, sizeBytes,
+        reason: error.message });
+      await this.publish(resource, { problem: error.message });
+    }
+  }
+
+  /**
+   * Measures this host's disk of `resource` and publishes it with `changes` and the size its
+   * export serves now (null when it does not export), if it is a member.
+   */
+  private async publish(
+    resource: string, changes: { request?: string; problem?: string },
+  ): Promise<void> {
+    const member = membershipOf(this.map, resource, this.host);
+    if (!member) return;
+    const status = await this.storage.files.status(member.disk).catch(() => undefined);
+    // The membership may have ended meanwhile: a report must not outlive it.
+    if (!membershipOf(this.map, resource, this.host)) return;
+    const before = diskReportOf((key) => this.map.get(key), resource, this.host);
+    const report: DiskReport = {
+      diskBytes: status?.sizeBytes ?? before?.diskBytes ?? 0,
+      request: changes.request ?? before?.request ?? "",
+      exportedBytes: this.primaries.get(resource)?.exportedBytes ?? null,
+      problem: changes.problem ?? before?.problem ?? "",
+    };
+    if (JSON.stringify(report) === JSON.stringify(before)) return;
+    this.map.set(keys.disk(resource, this.host), report);
+  }
+}

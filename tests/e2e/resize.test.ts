@@ -1,0 +1,84 @@
+// mars resize end to end: a running primary and secondary grow from 32 to 64 MiB, data beyond.
+import { afterAll, expect, test } from "bun:test";
+import { truncateSync } from "node:fs";
+import { stopAllEngines } from "../support/engines.ts";
+import { runTool } from "../support/nbd-serve.ts";
+import {
+  diskDigests, fioWrite, replicationCluster, removeTestRoots, testRoot, viewJson,
+} from "../support/replication-cluster.ts";
+
+const mib = 1024 * 1024;
+
+afterAll(async () => {
+  await stopAllEngines();
+  removeTestRoots();
+});
+
+test("resize while running: refusals, growth, new clients see it, replicas follow", async () => {
+  const root = testRoot("mars-e2e-resize-");
+  const cluster = await replicationCluster(root, ["alpha", "beta"], { sizeBytes: 32 * mib });
+  const { primary } = cluster;
+  const beta = cluster.secondaries[0]!;
+  await fioWrite(cluster.uri, "8M", root);
+
+  // alpha's disk grows first: beta's is still too small, and resize names it.
+  truncateSync(cluster.disks.alpha!, 64 * mib);
+  const tooSmall = await primary.mars("resize", "r1", "64M");
+  expect(tooSmall.exitCode).toBe(4);
+  expect(tooSmall.stderr).toContain("beta");
+  expect(tooSmall.stderr).toContain(String(32 * mib));
+  const shrink = await primary.mars("resize", "r1", "16M");
+  expect(shrink.exitCode).toBe(4);
+  expect(shrink.stderr).toContain("shrinking");
+  const usage = await primary.mars("resize", "r1", "64X");
+  expect(usage.exitCode).toBe(2);
+
+  truncateSync(cluster.disks.beta!, 64 * mib);
+  const dry = await primary.mars("resize", "r1", "--dry-run");
+  expect(dry.exitCode).toBe(0);
+  expect(dry.stdout).toContain(`would grow from ${32 * mib} to ${64 * mib} bytes`);
+  expect((await viewJson(primary)).resources[0].sizeBytes).toBe(32 * mib);
+
+  // Run on the secondary: any member may resize; the primary's engine grows its export.
+  const grown = await beta.mars("resize", "r1");
+  expect(grown.stderr).toBe("");
+  expect(grown.exitCode).toBe(0);
+  expect(grown.stdout).toContain(`grows from ${32 * mib} to ${64 * mib} bytes`);
+  expect(grown.stdout).toContain(`alpha exports ${64 * mib} bytes`);
+
+  const info = await runTool(["nbdinfo", "--size", cluster.uri]);
+  expect(info.stdout.trim()).toBe(String(64 * mib));
+  // Beyond the old end: random verified writes in [32 MiB, 64 MiB).
+  await fioWrite(cluster.uri, "24M", root, ["--offset=40M"]);
+  await fioWrite(cluster.uri, "8M", root, ["--offset=32M"]);
+  const waited = await primary.mars("wait-sync", "--all", "--timeout", "60");
+  expect(waited.exitCode).toBe(0);
+  for (const engine of [primary, beta]) {
+    expect((await viewJson(engine)).resources[0].sizeBytes).toBe(64 * mib);
+    expect((await engine.mars("view")).stdout).toContain("size=64.0MiB");
+  }
+  const again = await primary.mars("resize", "r1", "64M");
+  expect(again.exitCode).toBe(0);
+  expect(again.stdout).toContain("stays at");
+
+  expect(await primary.stop()).toBe(0);
+  expect(await beta.stop()).toBe(0);
+  const digests = await diskDigests(cluster);
+  expect(digests.beta).toBe(digests.alpha!);
+}, 120_000);
+
+test("resize while the engine is down is recorded and acted on at start", async () => {
+  const root = testRoot("mars-e2e-resize-down-");
+  const cluster = await replicationCluster(root, ["gamma"], { sizeBytes: 16 * mib });
+  const { primary } = cluster;
+  expect(await primary.stop()).toBe(0);
+  truncateSync(cluster.disks.gamma!, 24 * mib);
+  const recorded = await primary.mars("resize", "r1");
+  expect(recorded.exitCode).toBe(0);
+  expect(recorded.stdout).toContain(`grows from ${16 * mib} to ${24 * mib} bytes`);
+  expect(recorded.stdout).toContain("it will act on start");
+  await primary.start();
+  const info = await runTool(["nbdinfo", "--size", cluster.uri]);
+  expect(info.stdout.trim()).toBe(String(24 * mib));
+  await fioWrite(cluster.uri, "8M", root, ["--offset=16M"]);
+}, 60_000);
