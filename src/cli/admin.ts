@@ -37,7 +37,11 @@ export class AdminSession {
     return this.identity.host;
   }
 
-  static async open(options: GlobalOptions): Promise<AdminSession> {
+  /**
+   * With `scope` (key prefixes) a running engine sends only those keys: a command that reads
+   * a few keys of a map with thousands of resources need not copy all of it.
+   */
+  static async open(options: GlobalOptions, scope?: readonly string[]): Promise<AdminSession> {
     const effects = realEffects();
     const home = new Home(options.home, effects.storage, effects.locks);
     await home.requireInitialised();
@@ -46,7 +50,7 @@ export class AdminSession {
     const map = new MetadataMap(identity.host, lamport);
     const lock = await lockBriefly(home);
     if (!lock) {
-      const state = await engineState(effects.network, home.file(homeFiles.control));
+      const state = await engineState(effects.network, home.file(homeFiles.control), scope);
       const seqHigh = state.entries.reduce((high, entry) => Math.max(high, entry.seq), 0);
       map.restore(state.entries, seqHigh, state.held);
       return new AdminSession(home, identity, map, effects, undefined, state, {});
@@ -144,8 +148,9 @@ async function lockBriefly(home: Home): Promise<HeldLock | undefined> {
 /** Runs `action` with an admin session, always closing it. */
 export async function withAdmin<T>(
   options: GlobalOptions, action: (admin: AdminSession) => Promise<T>,
+  scope?: readonly string[],
 ): Promise<T> {
-  const admin = await AdminSession.open(options);
+  const admin = await AdminSession.open(options, scope);
   try {
     return await action(admin);
   } finally {

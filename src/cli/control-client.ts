@@ -34,8 +34,12 @@ export async function askEngine(
   }
 }
 
-export async function engineState(network: Network, socketPath: string): Promise<ControlState> {
-  const reply = await askEngine(network, socketPath, { op: "state" });
+/** The engine's map and peers; only the keys under `prefixes` when given. */
+export async function engineState(
+  network: Network, socketPath: string, prefixes?: readonly string[],
+): Promise<ControlState> {
+  const reply = await askEngine(network, socketPath,
+    prefixes ? { op: "state", prefixes } : { op: "state" });
   if (!reply.ok || !reply.state) throw new MarsError("engine", "the engine sent no state");
   return reply.state;
 }

@@ -116,6 +116,17 @@ export class MetadataMap {
     return found.sort((left, right) => (left.key < right.key ? -1 : 1));
   }
 
+  /** Every entry, tombstones too, whose key starts with `prefix` (one bucket when it can). */
+  entriesUnder(prefix: string): Entry[] {
+    const bucket = bucketOf(prefix);
+    const found: Entry[] = [];
+    const candidates = bucket === undefined ? this.entries.keys() : this.buckets.get(bucket);
+    for (const key of candidates ?? []) {
+      if (key.startsWith(prefix)) found.push(this.entries.get(key)!);
+    }
+    return found;
+  }
+
   private indexKey(key: string): void {
     // A valid key always has a bucket; anything else (never written) is found by full scans.
     const bucket = bucketOf(key) ?? key;

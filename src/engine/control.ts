@@ -9,6 +9,8 @@ import type { Logger } from "./logger.ts";
 
 /** Writes one control request may carry. */
 export const controlWritesMax = 10_000;
+/** Key prefixes one state request may name. */
+export const controlPrefixesMax = 64;
 
 export interface KeyWrite {
   readonly key: string;
@@ -17,7 +19,8 @@ export interface KeyWrite {
 }
 
 export type ControlRequest =
-  | { readonly op: "state" }
+  /** The map (only the keys under `prefixes` when given: a command that reads a few keys). */
+  | { readonly op: "state"; readonly prefixes?: readonly string[] }
   /** Where the logs of `resources` end now (wait-sync's targets; all resources if absent). */
   | { readonly op: "positions"; readonly resources?: readonly string[] }
   | { readonly op: "write"; readonly writes: readonly KeyWrite[] };
@@ -50,7 +53,15 @@ export type ControlReply =
 /** Checks a decoded request; anything else is a protocol error. */
 export function parseControlRequest(value: unknown): ControlRequest {
   const record = value as { op?: unknown; writes?: unknown } | null;
-  if (record?.op === "state") return { op: "state" };
+  if (record?.op === "state") {
+    const prefixes = (value as { prefixes?: unknown }).prefixes;
+    if (prefixes === undefined) return { op: "state" };
+    if (Array.isArray(prefixes) && prefixes.length <= controlPrefixesMax &&
+      prefixes.every((prefix) => typeof prefix === "string")) {
+      return { op: "state", prefixes: prefixes as string[] };
+    }
+    throw new MarsError("protocol", "state: prefixes is a short list of key prefixes");
+  }
   if (record?.op === "positions") {
     const resources = (value as { resources?: unknown }).resources;
     if (resources === undefined) return { op: "positions" };
@@ -115,7 +126,7 @@ export class ControlServer {
   private async handle(value: unknown): Promise<ControlReply> {
     try {
       const request = parseControlRequest(value);
-      if (request.op === "state") return { ok: true, state: this.state() };
+      if (request.op === "state") return { ok: true, state: this.state(request.prefixes) };
       if (request.op === "positions") {
         return { ok: true, ...await this.positions(request.resources) };
       }
@@ -133,7 +144,7 @@ export class ControlServer {
     }
   }
 
-  private state(): ControlState {
+  private state(prefixes?: readonly string[]): ControlState {
     const peers: Record<string, PeerState> = {};
     const now = this.node.context.clock.monotonicMs();
     for (const peer of this.node.sync.members()) {
@@ -146,7 +157,20 @@ export class ControlServer {
     }
     return {
       host: this.node.identity.host, cluster: this.node.identity.cluster, engineMs: now,
-      entries: [...this.node.map.all()].map(toWire), held: this.node.map.heldEntries(), peers,
+      entries: this.entries(prefixes), held: this.node.map.heldEntries()
+        .filter((entry) => !prefixes || prefixes.some((prefix) => entry.key.startsWith(prefix))),
+      peers,
     };
+  }
+
+  /** Every entry, or those under `prefixes` (each once). */
+  private entries(prefixes: readonly string[] | undefined): WireEntry[] {
+    const { map } = this.node;
+    if (!prefixes) return [...map.all()].map(toWire);
+    const found = new Map<string, WireEntry>();
+    for (const prefix of prefixes) {
+      for (const entry of map.entriesUnder(prefix)) found.set(entry.key, toWire(entry));
+    }
+    return [...found.values()];
   }
 }

@@ -2,6 +2,7 @@
 import { defineCommand } from "citty";
 import { MarsError } from "../../lib/errors.ts";
 import { keys, switchNames } from "../../cluster/keys.ts";
+import { bucketOf } from "../../cluster/metadata-map.ts";
 import type { ActualState } from "../../engine/resources.ts";
 import { resourceNames } from "../../engine/resources.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
@@ -203,7 +204,7 @@ export const getKey = defineCommand({
       const value = admin.map.get(args.key);
       if (value === undefined) throw new MarsError("not-found", `no key '${args.key}'`);
       console.log(JSON.stringify(value));
-    });
+    }, [args.key]);
   },
 });
 
@@ -225,10 +226,11 @@ export const setKey = defineCommand({
         throw new MarsError("usage", `not JSON: ${args.value}`);
       }
     }
+    // The engine checks the write against its whole map; the key's bucket is enough here.
     await withAdmin(options, async (admin) => {
       await admin.write([value === undefined ? { key: args.key } : { key: args.key, value }]);
       console.log(`${args.delete ? "deleted" : "set"} ${args.key}`);
       if (!admin.engineRunning) console.log(engineDownNote);
-    });
+    }, [bucketOf(args.key) ?? args.key, "member/"]);
   },
 });
