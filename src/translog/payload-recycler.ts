@@ -71,6 +71,7 @@ export class PayloadRecycler {
   readEnded(ticket: number): void {
     const known = this.readsInFlight.delete(ticket);
     assert(known, "reads end once each");
+    if (this.retired.length === 0) return;
     const oldest = this.oldestReadTicket();
     let freed = 0;
     while (freed < this.retired.length && this.retired[freed]!.lastTicket < oldest) freed++;
