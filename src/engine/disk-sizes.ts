@@ -44,6 +44,8 @@ export class DiskSizes {
     private readonly logger: Logger,
   ) {
     map.onChange((entry) => {
+      // Called for every change (reports every 500 ms): most keys end in neither.
+      if (!entry.key.endsWith("/size") && !entry.key.endsWith("/measure-disks")) return;
       const parts = entry.key.split("/");
       if (parts.length !== 3 || parts[0] !== "resource") return;
       const resource = parts[1]!;
