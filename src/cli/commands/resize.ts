@@ -66,7 +66,7 @@ export const resize = defineCommand({
         : undefined;
       report(options.json, { resource, fromBytes: currentBytes, toBytes: target, said,
         ...(exported ? { exported } : {}) });
-      if (!admin.engineRunning) console.log(engineDownNote);
+      if (!admin.engineRunning && !options.json) console.log(engineDownNote);
     });
   },
 });
