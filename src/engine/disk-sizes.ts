@@ -50,7 +50,10 @@ export class DiskSizes {
       if (parts.length !== 3 || parts[0] !== "resource") return;
       const resource = parts[1]!;
       const value = map.get(entry.key);
-      if (parts[2] === "size" && typeof value === "number") this.grow(resource, value);
+      if (parts[2] === "size" && typeof value === "number") {
+        this.grow(resource, value);
+        this.keepSizeUp(resource);
+      }
       if (parts[2] === "measure-disks" && typeof value === "string") {
         void this.publish(resource, { request: value });
       }
@@ -111,12 +114,40 @@ export class DiskSizes {
       primary.exportedBytes = sizeBytes;
       this.logger.log(problem ? "warn" : "info", "resource-grown",
         { resource, sizeBytes, ...(problem ? { problem } : {}) });
+      this.keepSizeUp(resource);
       await this.publish(resource, { problem });
     } catch (error) {
       if (!isMarsError(error)) throw error;
       this.logger.log("error", "resource-grow-failed", { resource, sizeBytes,
         reason: error.message });
       await this.publish(resource, { problem: error.message });
+    }
+  }
+
+  /**
+   * The size key only grows, but it is last-writer-wins: two resizes at once (each planned
+   * against the old size) leave the later write, even when it is the smaller. Clients of this
+   * primary's export may already use the range up to what it exports, and a restart attaches
+   * with the size key: so a key below the export is written back up to it.
+   */
+  private keepSizeUp(resource: string): void {
+    // Not from inside the map's change listeners: the write is a change of its own.
+    void Promise.resolve().then(() => this.keepSizeUpNow(resource));
+  }
+
+  private keepSizeUpNow(resource: string): void {
+    const primary = this.primaries.get(resource);
+    const sizeBytes = this.map.get(keys.size(resource));
+    if (!primary || typeof sizeBytes !== "number" || sizeBytes >= primary.exportedBytes) return;
+    if (!membershipOf(this.map, resource, this.host)) return;
+    this.logger.log("warn", "resource-size-kept", {
+      resource, sizeBytes, exportedBytes: primary.exportedBytes,
+    });
+    try {
+      this.map.set(keys.size(resource), primary.exportedBytes);
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      this.logger.log("error", "resource-size-kept-failed", { resource, reason: error.message });
     }
   }
 

@@ -107,3 +107,20 @@ test("a measure request is answered by members only, with the disk's size now", 
   await settle();
   expect(world.map.get(keys.disk("r2", "alpha"))).toBeUndefined();
 });
+
+test("a size key lower than the primary's export is written back up (two resizes at once)",
+  async () => {
+    const world = setup();
+    await world.attacher.attach(world.spec);
+    world.diskBytes.set("/disks/alpha.img", 64 * mib);
+    world.map.set(keys.size("r1"), 64 * mib);
+    // Another member's resize planned against the old 32 MiB, stamped later: it wins the key,
+    // while clients of the export may already use the range up to 64 MiB.
+    world.map.apply({ key: keys.resourceMember("r1", "beta"), value: { disk: "/b.img" },
+      time: 9000, host: "beta", seq: 1 });
+    world.map.apply({ key: keys.size("r1"), value: 48 * mib, time: 9001, host: "beta", seq: 2 });
+    await settle();
+    expect(world.grown).toEqual([64 * mib]);
+    // A restart attaches with the size key: it must not export less than was exported.
+    expect(world.map.get(keys.size("r1"))).toBe(64 * mib);
+  });
