@@ -113,13 +113,20 @@ export class ResourceManager {
 
   private async lookAtOpeners(): Promise<void> {
     let stepDownWaits = false;
-    for (const [resource, current] of [...this.attached]) {
-      if (this.stopped) return;
+    const due: string[] = [];
+    for (const [resource, current] of this.attached) {
       if (!current.primary) continue;
+      if (this.steppingDown.has(resource) || !this.nothingToLookAt(resource, current.handle)) {
+        due.push(resource);
+      }
+    }
+    for (const resource of due) {
+      const current = this.attached.get(resource);
+      if (this.stopped) return;
+      if (!current?.primary) continue; // detached meanwhile
       // While a step-down waits, the same precise look as the step-down's own (else the two
       // looks would publish different holders by turns under a lazily unmounted device).
       const stepping = this.steppingDown.has(resource);
-      if (!stepping && this.nothingToLookAt(resource, current.handle)) continue;
       await this.refreshOpeners(resource, current, stepping);
       if (stepping) stepDownWaits = true;
     }
