@@ -242,7 +242,10 @@ export class ResourceManager {
       this.closedEnds.delete(resource);
       this.closedEndsLoaded.delete(resource);
     }
+    // `wanted` was read before the awaits above: a membership that ended (its directory may
+    // just have been set aside) or changed since is not attached from it; the next pass decides.
     const pending = [...wanted].filter(([resource, want]) => !this.attached.has(resource) &&
+      membershipOf(this.map, resource, this.host)?.disk === want.disk &&
       !(want.primary && this.startingUp(resource)));
     for (let start = 0; start < pending.length; start += attachParallelMax) {
       const group = pending.slice(start, start + attachParallelMax);
