@@ -49,7 +49,7 @@ export class Replayer {
   /** Bytes of records applied since start (for rates). */
   appliedBytesTotal = 0;
   private applied: LogPosition;
-  private readonly applier: ParallelApplier;
+  private applier: ParallelApplier;
   private cursor: RecordCursor | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -136,11 +136,25 @@ export class Replayer {
       await this.checkpoint();
     } catch (error) {
       if (!isMarsError(error)) throw error;
+      await this.rewind();
       this.state = "failed";
       this.problem = error.message;
       this.failedAtMs = this.options.clock.monotonicMs();
       this.options.log("error", "replay-failed", { reason: error.message });
     }
+  }
+
+  /**
+   * After a failure: records after the durable position may have failed (the applier keeps its
+   * first failure, and the cursor has moved past them), so the next try starts over from there
+   * with a fresh applier. Applying them again, in log order, is harmless.
+   */
+  private async rewind(): Promise<void> {
+    await this.applier.drain().catch(() => {});
+    this.applier = new ParallelApplier(this.options.device);
+    await this.closeCursor().catch(() => {});
+    this.applied = this.position;
+    this.uncheckpointedBytes = 0;
   }
 
   private async replay(): Promise<void> {
