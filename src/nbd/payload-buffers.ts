@@ -23,34 +23,49 @@ export const heapBuffers: PayloadBuffers = {
  * A buffer from `buffers`, falling back to the heap; `release` is safe to call either way.
  * `lease` lets a device keep it past the request: it goes back once both let go.
  */
-export function acquirePayload(
-  buffers: PayloadBuffers, sizeBytes: number,
-): { bytes: Uint8Array; release: () => void; lease: PayloadLease } {
-  const pooled = buffers.acquire(sizeBytes);
-  const bytes = pooled ?? new Uint8Array(sizeBytes);
-  let holders = 1;
-  const letGo = () => {
-    holders--;
-    assert(holders >= 0, "a payload buffer is let go once per holder");
-    if (holders === 0 && pooled !== undefined) buffers.release(pooled);
+export function acquirePayload(buffers: PayloadBuffers, sizeBytes: number): Payload {
+  return new Payload(buffers, buffers.acquire(sizeBytes), sizeBytes);
+}
+
+/** One request's buffer and who still holds it (one object: this runs for every READ). */
+export class Payload implements PayloadLease {
+  readonly bytes: Uint8Array;
+  private holders = 1;
+  private releasedByCaller = false;
+
+  constructor(
+    private readonly buffers: PayloadBuffers,
+    private readonly pooled: Uint8Array | undefined,
+    sizeBytes: number,
+  ) {
+    this.bytes = pooled ?? new Uint8Array(sizeBytes);
+  }
+
+  get lease(): PayloadLease {
+    return this;
+  }
+
+  /** The caller is done with it (idempotent). */
+  readonly release = (): void => {
+    if (this.releasedByCaller) return;
+    this.releasedByCaller = true;
+    this.letGo();
   };
-  const lease: PayloadLease = {
-    keep() {
-      assert(holders > 0, "a payload is kept only while someone holds it");
-      holders++;
-      let released = false;
-      return () => {
-        assert(!released, "a kept payload is released once");
-        released = true;
-        letGo();
-      };
-    },
-  };
-  let releasedByCaller = false;
-  const release = () => {
-    if (releasedByCaller) return;
-    releasedByCaller = true;
-    letGo();
-  };
-  return { bytes, release, lease };
+
+  keep(): () => void {
+    assert(this.holders > 0, "a payload is kept only while someone holds it");
+    this.holders++;
+    let released = false;
+    return () => {
+      assert(!released, "a kept payload is released once");
+      released = true;
+      this.letGo();
+    };
+  }
+
+  private letGo(): void {
+    this.holders--;
+    assert(this.holders >= 0, "a payload buffer is let go once per holder");
+    if (this.holders === 0 && this.pooled !== undefined) this.buffers.release(this.pooled);
+  }
 }
