@@ -1,11 +1,19 @@
 /** `mars resize` in the engine: this host's disk sizes, published; attached primaries grown. */
 import { isMarsError } from "../lib/errors.ts";
 import { keys } from "../cluster/keys.ts";
+import { compareStamps, type Stamp } from "../cluster/lamport.ts";
 import type { MetadataMap } from "../cluster/metadata-map.ts";
 import type { Storage } from "../platform/types.ts";
 import type { Attached, ResourceAttacher } from "./attach.ts";
 import type { Logger } from "./logger.ts";
 import { membershipOf } from "./resources.ts";
+
+/** An attached primary that can grow: what it exports, and the size entry that asked for it. */
+interface Primary {
+  readonly handle: Attached;
+  exportedBytes: number;
+  sizeStamp: Stamp;
+}
 
 /** What a host publishes about its disk of one resource (key resource/R/disk/HOST). */
 export interface DiskReport {
@@ -34,7 +42,7 @@ export function diskReportOf(
  */
 export class DiskSizes {
   /** Attached primaries that can grow, by resource, and the size each exports. */
-  private readonly primaries = new Map<string, { handle: Attached; exportedBytes: number }>();
+  private readonly primaries = new Map<string, Primary>();
   private readonly growing = new Map<string, Promise<void>>();
 
   constructor(
@@ -51,7 +59,7 @@ export class DiskSizes {
       const resource = parts[1]!;
       const value = map.get(entry.key);
       if (parts[2] === "size" && typeof value === "number") {
-        this.grow(resource, value);
+        this.grow(resource, value, entry.stamp);
         this.keepSizeUp(resource);
       }
       if (parts[2] === "measure-disks" && typeof value === "string") {
@@ -69,13 +77,14 @@ export class DiskSizes {
           void this.publish(spec.resource, { problem: "" });
           return handle;
         }
-        const primary = { handle, exportedBytes: spec.sizeBytes };
+        const size = this.map.entry(keys.size(spec.resource));
+        const primary: Primary = { handle, exportedBytes: spec.sizeBytes,
+          sizeStamp: size?.stamp ?? { time: 0, host: "" } };
         this.primaries.set(spec.resource, primary);
         void this.publish(spec.resource, { problem: "" });
         // The size may have grown while this attach ran.
-        const sizeBytes = this.map.get(keys.size(spec.resource));
-        if (typeof sizeBytes === "number" && sizeBytes > spec.sizeBytes) {
-          this.grow(spec.resource, sizeBytes);
+        if (size && typeof size.value === "number" && size.value > spec.sizeBytes) {
+          this.grow(spec.resource, size.value, size.stamp);
         }
         return {
           ...handle,
@@ -92,11 +101,11 @@ export class DiskSizes {
   }
 
   /** Grows `resource`'s export, after any growth still under way. */
-  private grow(resource: string, sizeBytes: number): void {
+  private grow(resource: string, sizeBytes: number, stamp: Stamp): void {
     const primary = this.primaries.get(resource);
     if (!primary) return;
     const previous = this.growing.get(resource) ?? Promise.resolve();
-    const next = previous.then(() => this.growNow(resource, primary, sizeBytes));
+    const next = previous.then(() => this.growNow(resource, primary, sizeBytes, stamp));
     this.growing.set(resource, next);
     void next.finally(() => {
       if (this.growing.get(resource) === next) this.growing.delete(resource);
@@ -104,7 +113,7 @@ export class DiskSizes {
   }
 
   private async growNow(
-    resource: string, primary: { handle: Attached; exportedBytes: number }, sizeBytes: number,
+    resource: string, primary: Primary, sizeBytes: number, stamp: Stamp,
   ): Promise<void> {
     const grow = primary.handle.grow;
     if (this.primaries.get(resource) !== primary || !grow) return;
@@ -112,6 +121,7 @@ export class DiskSizes {
     try {
       const problem = await grow(sizeBytes);
       primary.exportedBytes = sizeBytes;
+      primary.sizeStamp = stamp;
       this.logger.log(problem ? "warn" : "info", "resource-grown",
         { resource, sizeBytes, ...(problem ? { problem } : {}) });
       this.keepSizeUp(resource);
@@ -128,7 +138,10 @@ export class DiskSizes {
    * The size key only grows, but it is last-writer-wins: two resizes at once (each planned
    * against the old size) leave the later write, even when it is the smaller. Clients of this
    * primary's export may already use the range up to what it exports, and a restart attaches
-   * with the size key: so a key below the export is written back up to it.
+   * with the size key: so a key below the export is written back up to it. Only when its
+   * writer was a member before the size exported was written: a newer membership means a
+   * resource deleted and created again under the name (this host not told yet), whose size
+   * is its own.
    */
   private keepSizeUp(resource: string): void {
     // Not from inside the map's change listeners: the write is a change of its own.
@@ -137,9 +150,13 @@ export class DiskSizes {
 
   private keepSizeUpNow(resource: string): void {
     const primary = this.primaries.get(resource);
-    const sizeBytes = this.map.get(keys.size(resource));
-    if (!primary || typeof sizeBytes !== "number" || sizeBytes >= primary.exportedBytes) return;
+    const size = this.map.entry(keys.size(resource));
+    const sizeBytes = size?.value;
+    if (!primary || !size || typeof sizeBytes !== "number" ||
+      sizeBytes >= primary.exportedBytes) return;
     if (!membershipOf(this.map, resource, this.host)) return;
+    const writer = this.map.entry(keys.resourceMember(resource, size.stamp.host));
+    if (writer?.value === undefined || compareStamps(writer.stamp, primary.sizeStamp) > 0) return;
     this.logger.log("warn", "resource-size-kept", {
       resource, sizeBytes, exportedBytes: primary.exportedBytes,
     });

@@ -111,16 +111,34 @@ test("a measure request is answered by members only, with the disk's size now", 
 test("a size key lower than the primary's export is written back up (two resizes at once)",
   async () => {
     const world = setup();
+    world.map.apply({ key: keys.resourceMember("r1", "beta"), value: { disk: "/b.img" },
+      time: 500, host: "beta", seq: 1 });
     await world.attacher.attach(world.spec);
     world.diskBytes.set("/disks/alpha.img", 64 * mib);
     world.map.set(keys.size("r1"), 64 * mib);
     // Another member's resize planned against the old 32 MiB, stamped later: it wins the key,
     // while clients of the export may already use the range up to 64 MiB.
-    world.map.apply({ key: keys.resourceMember("r1", "beta"), value: { disk: "/b.img" },
-      time: 9000, host: "beta", seq: 1 });
     world.map.apply({ key: keys.size("r1"), value: 48 * mib, time: 9001, host: "beta", seq: 2 });
     await settle();
     expect(world.grown).toEqual([64 * mib]);
     // A restart attaches with the size key: it must not export less than was exported.
     expect(world.map.get(keys.size("r1"))).toBe(64 * mib);
+  });
+
+test("a smaller size of a resource re-created under the same name is not written back up",
+  async () => {
+    const world = setup();
+    await world.attacher.attach(world.spec);
+    world.diskBytes.set("/disks/alpha.img", 64 * mib);
+    world.map.set(keys.size("r1"), 64 * mib);
+    await settle();
+    expect(world.grown).toEqual([64 * mib]);
+    // r1 deleted and created again by gamma, whose membership is newer than the growth; the
+    // tombstone of alpha's membership is still on its way (held by a relay, say).
+    world.map.apply({ key: keys.resourceMember("r1", "gamma"), value: { disk: "/g.img" },
+      time: 9000, host: "gamma", seq: 1 });
+    world.map.apply({ key: keys.size("r1"), value: 16 * mib, time: 9001, host: "gamma",
+      seq: 2 });
+    await settle();
+    expect(world.map.get(keys.size("r1"))).toBe(16 * mib);
   });
