@@ -212,8 +212,15 @@ export class EmergencyDevice implements BlockDevice {
   private async route(
     action: (device: BlockDevice) => Promise<void>, chargeBytes = 0,
   ): Promise<void> {
-    // The common case decides without waiting: no switch under way, and room in the guard.
-    const charged = this.admitAtOnce(chargeBytes) ?? await this.admit(chargeBytes);
+    let charged: number;
+    for (;;) {
+      // The common case decides without waiting: no switch under way, and room in the guard.
+      charged = this.admitAtOnce(chargeBytes) ?? await this.admit(chargeBytes);
+      // Counted in the same step as this check: a switch that began while admission resumed
+      // (another request's enter) quiesced without this request, so it decides again.
+      if (!this.gate) break;
+      if (charged > 0) this.guard?.settle(this, charged);
+    }
     const device = this.mode === "direct" ? this.disk : this.translog;
     this.inFlight++;
     try {
