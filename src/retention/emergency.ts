@@ -1,8 +1,7 @@
 /** Emergency mode for one primary: writes bypass the full log and go straight to the disk. */
 import { assert } from "../lib/assert.ts";
-import { isMarsError } from "../lib/errors.ts";
-import type {
-  BlockCapabilities, BlockDevice, WriteFlags, ZeroFlags,
+import {
+  BlockError, type BlockCapabilities, type BlockDevice, type WriteFlags, type ZeroFlags,
 } from "../block/types.ts";
 import { recordRangeBytesMax } from "../log/format.ts";
 import type { Translog } from "../translog/translog.ts";
@@ -24,6 +23,11 @@ export class EmergencyDevice implements BlockDevice {
   mode: EmergencyMode = "logging";
   /** Why the gap record could not be written, when it could not (the log was already full). */
   gapProblem = "";
+  /**
+   * Set when the gap record did not become durable: the log would then claim a history it
+   * does not hold, so direct writes never start and every later write fails with EIO.
+   */
+  private broken: BlockError | undefined;
   private inFlight = 0;
   private idle: (() => void) | undefined;
   private gate: Promise<void> | undefined;
@@ -68,21 +72,21 @@ export class EmergencyDevice implements BlockDevice {
 
   write(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     return this.route((device) => device.write(offset, data, flags),
-      writeChargeBytes(data.length));
+      writeChargeBytes(data.length), true);
   }
 
   flush(): Promise<void> {
-    return this.route((device) => device.flush());
+    return this.route((device) => device.flush(), 0, true);
   }
 
   trim(offset: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
     return this.route((device) => device.trim(offset, lengthBytes, flags),
-      rangeChargeBytes(lengthBytes));
+      rangeChargeBytes(lengthBytes), true);
   }
 
   writeZeroes(offset: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
     return this.route((device) => device.writeZeroes(offset, lengthBytes, flags),
-      rangeChargeBytes(lengthBytes));
+      rangeChargeBytes(lengthBytes), true);
   }
 
   /**
@@ -103,10 +107,12 @@ export class EmergencyDevice implements BlockDevice {
 
   /**
    * Enters emergency mode: phase1Quiesce (hold new requests, let running ones finish),
-   * phase2Gap (a durable gap record, best effort), phase3Drain (everything logged is on the
-   * disk), then requests go to the disk directly.
+   * phase2Gap (a durable gap record), phase3Drain (everything logged is on the disk), then
+   * requests go to the disk directly. Without a durable gap record it never goes direct: the
+   * writes fail with EIO from then on (a broken log), and this throws.
    */
   async enter(): Promise<void> {
+    if (this.broken) throw this.broken;
     if (this.mode !== "logging") return;
     this.mode = "entering";
     const open = await this.phase1Quiesce();
@@ -203,14 +209,17 @@ export class EmergencyDevice implements BlockDevice {
       await this.translog.markGap();
       this.gapProblem = "";
     } catch (error) {
-      // A log that cannot take even the gap record fails the drain below as well.
-      if (!isMarsError(error)) throw error;
-      this.gapProblem = error.message;
+      // Direct writes after a history the log does not mark as missing would let a secondary
+      // replay past them as if nothing were missing: never switch, fail the writes instead.
+      this.gapProblem = error instanceof Error ? error.message : String(error);
+      this.broken = new BlockError("EIO",
+        `emergency mode's gap record is not durable: ${this.gapProblem}`, { cause: error });
+      throw this.broken;
     }
   }
 
   private async route(
-    action: (device: BlockDevice) => Promise<void>, chargeBytes = 0,
+    action: (device: BlockDevice) => Promise<void>, chargeBytes = 0, modifies = false,
   ): Promise<void> {
     let charged: number;
     for (;;) {
@@ -220,6 +229,10 @@ export class EmergencyDevice implements BlockDevice {
       // (another request's enter) quiesced without this request, so it decides again.
       if (!this.gate) break;
       if (charged > 0) this.guard?.settle(this, charged);
+    }
+    if (modifies && this.broken) {
+      if (charged > 0) this.guard?.settle(this, charged);
+      throw this.broken;
     }
     const device = this.mode === "direct" ? this.disk : this.translog;
     this.inFlight++;
