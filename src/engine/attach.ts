@@ -9,6 +9,9 @@ import type { Clock, FileLocks, Network, Storage } from "../platform/types.ts";
 import type { LogPosition } from "../log/position.ts";
 import { openTranslog } from "../translog/translog.ts";
 import { EmergencyDevice } from "../retention/emergency.ts";
+import {
+  forgetExportedSize, readExportedSize, writeExportedSize, zeroBeforeExport, zeroRange,
+} from "./grown-range.ts";
 
 export interface AttachSpec {
   readonly resource: string;
@@ -133,6 +136,13 @@ async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
     throw error;
   });
   const device = new EmergencyDevice(translog, direct);
+  try {
+    // Before any client (or the kernel device) sees the size: a growth cut short is redone.
+    await zeroBeforeExport(effects.storage, spec.logDirectory, device, spec.sizeBytes);
+  } catch (error) {
+    await device.close();
+    throw error;
+  }
   // Clients see the resource's size, which may be less than the disk's.
   const exported = new BoundedDevice(device, spec.sizeBytes);
   const server = new NbdServer({
@@ -150,26 +160,44 @@ async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
   }
 }
 
+/** What growing one primary's export works with. */
+interface GrowingExport {
+  readonly effects: AttacherEffects;
+  readonly spec: AttachSpec;
+  readonly disks: readonly FileDevice[];
+  /** Below the bound: the translog (or, in emergency mode, the disk), covering the disk. */
+  readonly device: BlockDevice;
+  readonly exported: BoundedDevice;
+  readonly resizeKernel: ((sizeBytes: number) => void) | undefined;
+}
+
 /**
- * Grows a primary's export: both handles on the disk measure it again, then the bound moves
+ * Grows a primary's export: both handles on the disk measure it again; write-zeroes for the
+ * added range go into the log and become durable (every secondary replays them, so the grown
+ * range reads as zeroes everywhere), the size reached is recorded; only then the bound moves
  * (new NBD connections see the new size, every connection may use it) and the kernel device
  * is told. A disk still too small refuses, and nothing changes.
  */
-async function growExport(
-  disk: string, disks: readonly FileDevice[], exported: BoundedDevice, sizeBytes: number,
-  resizeKernel: ((sizeBytes: number) => void) | undefined,
-): Promise<string> {
+async function growExport(growing: GrowingExport, sizeBytes: number): Promise<string> {
+  const { effects, spec, disks, device, exported } = growing;
   if (sizeBytes <= exported.sizeBytes) return "";
   for (const handle of disks) {
     const measured = await handle.remeasure();
     if (measured < sizeBytes) {
       throw new MarsError("disk-too-small",
-        `disk ${disk} has ${measured} bytes, the resource needs ${sizeBytes}`);
+        `disk ${spec.disk} has ${measured} bytes, the resource needs ${sizeBytes}`);
     }
+  }
+  // A range the export reached before (a size key written down meanwhile) holds clients' data.
+  const reachedBytes = await readExportedSize(effects.storage, spec.logDirectory);
+  const fromBytes = Math.max(exported.sizeBytes, reachedBytes ?? 0);
+  if (fromBytes < sizeBytes) {
+    await zeroRange(device, { fromBytes, toBytes: sizeBytes });
+    await writeExportedSize(effects.storage, spec.logDirectory, sizeBytes);
   }
   exported.grow(sizeBytes);
   try {
-    resizeKernel?.(sizeBytes);
+    growing.resizeKernel?.(sizeBytes);
     return "";
   } catch (error) {
     return `the kernel device kept its earlier size (new NBD connections see ${sizeBytes} ` +
@@ -181,7 +209,13 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
   return {
     async attach(spec) {
       const { lock } = await claimDisk(effects, spec.disk, spec.sizeBytes);
-      if (!spec.primary) return { exportAddress: "", detach: () => lock.release() };
+      if (!spec.primary) {
+        await forgetExportedSize(effects.storage, spec.logDirectory).catch(async (error) => {
+          await lock.release();
+          throw error;
+        });
+        return { exportAddress: "", detach: () => lock.release() };
+      }
       try {
         const { server, device, exported, disks, listener } = await exportPrimary(effects, spec);
         const socketAddress = `nbd+unix:///${spec.resource}?socket=${spec.socketPath}`;
@@ -196,8 +230,8 @@ export function directAttacher(effects: AttacherEffects): ResourceAttacher {
           ...(kernel ? { kernelHolders: (stepping: boolean) => kernel.holders(stepping) } : {}),
           ...(device.translog.continuedFrom
             ? { continuedFrom: device.translog.continuedFrom } : {}),
-          grow: (sizeBytes) => growExport(spec.disk, disks, exported, sizeBytes,
-            kernel?.resize),
+          grow: (sizeBytes) => growExport(
+            { effects, spec, disks, device, exported, resizeKernel: kernel?.resize }, sizeBytes),
           async detach() {
             // Graceful: no new clients, every reply sent, the log flushed, the writeback
             // position persisted (translog close), then the disk is released.
