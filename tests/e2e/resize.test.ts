@@ -1,6 +1,6 @@
 // mars resize end to end: a running primary and secondary grow from 32 to 64 MiB, data beyond.
 import { afterAll, expect, test } from "bun:test";
-import { truncateSync } from "node:fs";
+import { closeSync, openSync, readFileSync, truncateSync, writeSync } from "node:fs";
 import { stopAllEngines } from "../support/engines.ts";
 import { runTool } from "../support/nbd-serve.ts";
 import {
@@ -82,3 +82,48 @@ test("resize while the engine is down is recorded and acted on at start", async 
   expect(info.stdout.trim()).toBe(String(24 * mib));
   await fioWrite(cluster.uri, "8M", root, ["--offset=16M"]);
 }, 60_000);
+
+/** Grows `disk` to `sizeBytes` and fills [fromBytes, sizeBytes) with `pattern` (not zeroes). */
+function growWithGarbage(disk: string, fromBytes: number, sizeBytes: number, pattern: number) {
+  truncateSync(disk, sizeBytes);
+  const garbage = new Uint8Array(sizeBytes - fromBytes);
+  for (let index = 0; index < garbage.length; index++) {
+    garbage[index] = ((index * pattern) >>> 7 ^ pattern) & 255 || 1;
+  }
+  const fd = openSync(disk, "r+");
+  try {
+    writeSync(fd, garbage, 0, garbage.length, fromBytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test("the grown range reads as zeroes on every member: disks equal after wait-sync", async () => {
+  const root = testRoot("mars-e2e-resize-zeroes-");
+  const cluster = await replicationCluster(root, ["delta", "epsilon"], { sizeBytes: 32 * mib });
+  const { primary } = cluster;
+  const epsilon = cluster.secondaries[0]!;
+  await fioWrite(cluster.uri, "4M", root);
+  // Each disk holds its own garbage beyond the old end (an old partition's, a file's).
+  growWithGarbage(cluster.disks.delta!, 32 * mib, 64 * mib, 0x5a);
+  growWithGarbage(cluster.disks.epsilon!, 32 * mib, 64 * mib, 0xc3);
+  const grown = await primary.mars("resize", "r1");
+  expect(grown.stderr).toBe("");
+  expect(grown.exitCode).toBe(0);
+  expect(grown.stdout).toContain(`delta exports ${64 * mib} bytes`);
+  // A little in the new range; the rest nobody writes.
+  await fioWrite(cluster.uri, "1M", root, ["--offset=40M"]);
+  const waited = await primary.mars("wait-sync", "--all", "--timeout", "60");
+  expect(waited.exitCode).toBe(0);
+  expect(await primary.stop()).toBe(0);
+  expect(await epsilon.stop()).toBe(0);
+
+  const images = [readFileSync(cluster.disks.delta!), readFileSync(cluster.disks.epsilon!)];
+  for (const image of images) {
+    expect(image.length).toBe(64 * mib);
+    const unwritten = [image.subarray(32 * mib, 40 * mib), image.subarray(41 * mib)];
+    for (const range of unwritten) expect(range.every((byte) => byte === 0)).toBe(true);
+    expect(image.subarray(40 * mib, 41 * mib).some((byte) => byte !== 0)).toBe(true);
+  }
+  expect(Buffer.compare(images[0]!, images[1]!)).toBe(0);
+}, 120_000);
