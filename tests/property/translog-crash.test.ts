@@ -44,6 +44,9 @@ const scenarioArbitrary = fc.record({
   codec: fc.constantFrom("none", "zstd") as fc.Arbitrary<"none" | "zstd">,
   /** Percent of writes and fsyncs that fail with EIO before the crash (0 most of the time). */
   faultPercent: fc.constantFrom(0, 0, 0, 3),
+  faultErrno: fc.constantFrom("EIO", "ENOSPC"),
+  /** Logfiles open with O_DIRECT (whole blocks, the shared block rewritten); else buffered. */
+  direct: fc.boolean(),
 });
 
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer T> ? T : never;
@@ -57,6 +60,7 @@ function fillBytes(lengthBytes: number, fill: number, index: number): Uint8Array
 /** Runs the commands, crashes, recovers; returns what the property needs to judge. */
 async function runScenario(scenario: Scenario) {
   let machine: Machine = await newMachine(seededRandom(scenario.seed), deviceBytes);
+  machine.storage.refuseDirect = !scenario.direct;
   const limits = {
     overlayBytesMax: scenario.overlayBytesMax, positionPersistDelayMs: 3,
     writer: { logfileBytesMax: scenario.logfileBytesMax, batchDelayMs: 2 },
@@ -64,7 +68,7 @@ async function runScenario(scenario: Scenario) {
   const device = await openHarnessTranslog(machine, limits, scenario.codec);
   const faults = seededRandom(scenario.seed ^ 0x5bd1e995);
   machine.storage.injectFault = (operation) => operation.kind !== "read" &&
-    faults.nextUint32() % 100 < scenario.faultPercent ? "EIO" : undefined;
+    faults.nextUint32() % 100 < scenario.faultPercent ? scenario.faultErrno : undefined;
   const models: Uint8Array[] = [new Uint8Array(deviceBytes)];
   let required = 0; // prefix length every recovery must reach
   let acknowledged = 0; // the longest prefix whose last command was acknowledged
@@ -96,6 +100,7 @@ async function runScenario(scenario: Scenario) {
   }
   await progress(machine, scenario.stepsBeforeCrash, 1);
   const mustReach = required;
+  const directWrites = machine.storage.directWrites;
   machine = crash(machine);
   if (scenario.stepsBeforeSecondCrash !== null) {
     const interrupted = startHarnessTranslog(machine, limits, scenario.codec);
@@ -106,7 +111,7 @@ async function runScenario(scenario: Scenario) {
   const content = new Uint8Array(deviceBytes);
   await runUntil(machine, recovered.read(0, content));
   await runUntil(machine, recovered.close());
-  return { models, mustReach, content };
+  return { models, mustReach, content, directWrites };
 }
 
 function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
@@ -116,7 +121,10 @@ function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
 test("crash consistency: recovery yields a prefix covering every flushed and FUA write",
   async () => {
     await fc.assert(fc.asyncProperty(scenarioArbitrary, async (scenario) => {
-      const { models, mustReach, content } = await runScenario(scenario);
+      const { models, mustReach, content, directWrites } = await runScenario(scenario);
+      // The path chosen is the one that ran: a flushed write went through O_DIRECT, or none did.
+      if (!scenario.direct) expect(directWrites).toBe(0);
+      else if (mustReach > 0) expect(directWrites).toBeGreaterThan(0);
       const prefixes = models.map((model, length) => ({ model, length }))
         .filter(({ model }) => sameBytes(model, content)).map(({ length }) => length);
       const explanation = `recovered state matches prefixes [${prefixes}] of ` +

@@ -8,6 +8,8 @@ import type {
 
 /** Granularity at which a crash tears a write. */
 export const simulatedSectorBytes = 512;
+/** O_DIRECT reads and writes must start and end on this (the logical block size): else EINVAL. */
+export const simulatedDirectBlockBytes = 4096;
 
 /** Bytes of a file with spare capacity, so appends do not copy the whole file every time. */
 class Bytes {
@@ -96,6 +98,12 @@ export class SimulatedStorage implements Storage {
   private dead = false;
   /** The simulated file system's size; `space` reports it minus every file's current size. */
   capacityBytes = 2 ** 40;
+  /** Descriptors opened with O_DIRECT: their reads and writes must cover whole blocks. */
+  private readonly directDescriptors = new Set<number>();
+  /** Refuse O_DIRECT opens with EINVAL, as tmpfs does (kept across crashes). */
+  refuseDirect = false;
+  /** Writes performed through O_DIRECT descriptors (tests check which path ran). */
+  directWrites = 0;
 
   constructor(
     private readonly random: Random,
@@ -113,6 +121,7 @@ export class SimulatedStorage implements Storage {
     this.dead = true;
     const manual = new SimulatedStorage(this.random, true, this.directories);
     manual.nextInode = this.nextInode;
+    manual.refuseDirect = this.refuseDirect;
     return manual;
   }
 
@@ -163,9 +172,11 @@ export class SimulatedStorage implements Storage {
       inode.current = inode.durable.clone();
     }
     this.descriptors.clear();
+    this.directDescriptors.clear();
     this.queue = [];
     const rebooted = new SimulatedStorage(this.random, this.manualIo, this.directories);
     rebooted.nextInode = this.nextInode;
+    rebooted.refuseDirect = this.refuseDirect;
     return rebooted;
   }
 
@@ -210,6 +221,15 @@ export class SimulatedStorage implements Storage {
       // where nothing of it is visible, and a failed fsync leaves the data as unsynced as it was.
       return { ok: false, errno, message: `simulated ${errno} on ${operation.kind}` };
     }
+    if (operation.kind !== "fsync" && this.directDescriptors.has(operation.fd)) {
+      const { offset, buffer } = operation;
+      if (offset % simulatedDirectBlockBytes !== 0 ||
+          buffer.length % simulatedDirectBlockBytes !== 0) {
+        return { ok: false, errno: "EINVAL",
+          message: `O_DIRECT ${operation.kind} of ${buffer.length} bytes at ${offset}` };
+      }
+      if (operation.kind === "write") this.directWrites++;
+    }
     switch (operation.kind) {
       case "read":
         return { ok: true, bytes: inode.current.read(operation.offset, operation.buffer) };
@@ -247,6 +267,9 @@ export class SimulatedStorage implements Storage {
   private openPath(path: string, options: OpenOptions): number {
     const { directory, name } = this.split(path);
     let inode = directory.current.get(name);
+    if (options.direct === true && this.refuseDirect) {
+      throw ioFailure("io", "EINVAL", `open ${path}: O_DIRECT not supported`);
+    }
     if (inode && options.create && options.exclusive) {
       throw ioFailure("io", "EEXIST", `open ${path}: file exists`);
     }
@@ -257,6 +280,7 @@ export class SimulatedStorage implements Storage {
     }
     const fd = this.nextDescriptor++;
     this.descriptors.set(fd, inode);
+    if (options.direct === true) this.directDescriptors.add(fd);
     return fd;
   }
 
@@ -293,6 +317,7 @@ export class SimulatedStorage implements Storage {
       close: async (fd) => {
         this.inodeOf(fd);
         this.descriptors.delete(fd);
+        this.directDescriptors.delete(fd);
       },
       sizeOf: async (fd) => this.inodeOf(fd).current.size,
       truncate: async (fd, sizeBytes) => {
