@@ -46,12 +46,15 @@ export function threadedContentDigest(): ContentDigest {
   let sent = 0;
   let consumed = 0;
   let waiters: Array<{ count: number; resolve: () => void }> = [];
+  let closed = false;
   const shared = new SharedArrayBuffer(4 + 32);
   const consumedThrough = (count: number) => {
     consumed = Math.max(consumed, count);
     const ready = waiters.filter((waiter) => waiter.count <= consumed);
     waiters = waiters.filter((waiter) => waiter.count > consumed);
     for (const waiter of ready) waiter.resolve();
+    // A closed digest still hears of the updates sent before close, until the last one.
+    if (closed && consumed === sent) listeners.delete(id);
   };
   listeners.set(id, consumedThrough);
   thread.postMessage({ kind: "open", id } satisfies DigestRequest);
@@ -79,12 +82,15 @@ export function threadedContentDigest(): ContentDigest {
       const outcome = Atomics.wait(flag, 0, 0, digestWaitMsMax);
       assert(outcome !== "timed-out", "the digest worker answers");
       // Every update sent so far was consumed before the digest (their notes may still be on
-      // the way, and are dropped after close): their buffers may be reused now.
+      // the way): their buffers may be reused now.
       consumedThrough(sent);
       return new Uint8Array(shared, 4, 32).slice();
     },
     close() {
-      listeners.delete(id);
+      // Buffers of updates not yet hashed are given back only when settled() resolves, so the
+      // notes of those updates are still awaited (the worker hashes them before the close).
+      closed = true;
+      if (consumed === sent) listeners.delete(id);
       thread.postMessage({ kind: "close", id } satisfies DigestRequest);
     },
   };

@@ -125,7 +125,7 @@ export interface ContentDigest {
   settled(): Promise<void>;
   /** The digest of everything fed so far (it may wait for the other thread). */
   digest(): Uint8Array;
-  /** Frees it; no call follows. */
+  /** Frees it; only settled() may follow (it still resolves once the worker caught up). */
   close(): void;
 }
 

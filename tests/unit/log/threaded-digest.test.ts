@@ -52,3 +52,17 @@ test("a log written with worker digests rotates into a chain that verifies", asy
   await io.close();
   rmSync(directory, { recursive: true });
 });
+
+test("updates sent before close settle once the worker consumed them", async () => {
+  const aligned = allocateAlignedBuffer(1024 * 1024);
+  const digest = threadedContentDigest();
+  for (let index = 0; index < 8; index++) digest.update(aligned);
+  const settled = digest.settled();
+  digest.close();
+  // Without a final digest() the worker's notes still count: the buffer may be reused then.
+  const outcome = await Promise.race([settled.then(() => "settled"),
+    Bun.sleep(5000).then(() => "still waiting")]);
+  expect(outcome).toBe("settled");
+  expect(await Promise.race([digest.settled().then(() => "settled"),
+    Bun.sleep(5000).then(() => "still waiting")])).toBe("settled");
+});
