@@ -25,10 +25,18 @@ export function roundUp(value: number, multiple: number): number {
  * A batch buffer holds, in the direct layout, the logfile's last partial block first (it is
  * rewritten with the same bytes), then the batch's records, then zeroes to the block end.
  */
+/**
+ * Aligned memory is never unmapped, so the aligned batch buffers of writers that closed (and
+ * the preallocation zeroes) are kept per io engine, by size, for the writers that follow: a
+ * process that opens many logs over its life maps them once, not once per writer.
+ */
+const leftAligned = new WeakMap<IoEngine, Map<number, Uint8Array[]>>();
+const sharedZeroes = new WeakMap<IoEngine, Uint8Array>();
+
 export class BatchBuffers {
   private readonly spare: Uint8Array[] = [];
   private readonly aligned = new Set<Uint8Array>();
-  private zeroBuffer: Uint8Array | undefined;
+  private closed = false;
 
   constructor(
     private readonly io: IoEngine,
@@ -51,7 +59,7 @@ export class BatchBuffers {
       // Shared memory: a digest worker reads it without a copy (the io engine bounces it).
       return new Uint8Array(new SharedArrayBuffer(this.standardBytes));
     }
-    const buffer = this.io.allocateBuffer(this.standardBytes);
+    const buffer = this.leftOver().pop() ?? this.io.allocateBuffer(this.standardBytes);
     this.aligned.add(buffer);
     return buffer;
   }
@@ -59,6 +67,10 @@ export class BatchBuffers {
   /** A durable batch's buffer may be reused: nothing refers to it any more. */
   give(buffer: Uint8Array): void {
     if (buffer.length !== this.standardBytes) return;
+    if (this.closed) {
+      if (this.aligned.delete(buffer)) this.leftOver().push(buffer);
+      return;
+    }
     // Aligned ones are never freed, so each is kept; they are taken first.
     if (this.aligned.has(buffer)) this.spare.push(buffer);
     else if (this.spare.length < batchBuffersSpareMax) this.spare.unshift(buffer);
@@ -68,8 +80,33 @@ export class BatchBuffers {
 
   /** Zeroes for preallocation, aligned when the engine offers it (fit for O_DIRECT). */
   zeroes(): Uint8Array {
-    this.zeroBuffer ??= this.io.allocateBuffer?.(preallocateWriteBytesMax) ??
-      new Uint8Array(preallocateWriteBytesMax);
-    return this.zeroBuffer;
+    let zeroes = sharedZeroes.get(this.io);
+    if (zeroes === undefined) {
+      // Only ever written from, never into, so every writer of the engine shares it.
+      zeroes = this.io.allocateBuffer?.(preallocateWriteBytesMax) ??
+        new Uint8Array(preallocateWriteBytesMax);
+      sharedZeroes.set(this.io, zeroes);
+    }
+    return zeroes;
+  }
+
+  /**
+   * The writer closed: its spare aligned buffers go to the writers that follow, and so do those
+   * given back later (their batch was still being hashed). A failed batch's buffer never is.
+   */
+  close(): void {
+    this.closed = true;
+    for (const buffer of this.spare) {
+      if (this.aligned.delete(buffer)) this.leftOver().push(buffer);
+    }
+    this.spare.length = 0;
+  }
+
+  private leftOver(): Uint8Array[] {
+    let bySize = leftAligned.get(this.io);
+    if (bySize === undefined) leftAligned.set(this.io, (bySize = new Map()));
+    let list = bySize.get(this.standardBytes);
+    if (list === undefined) bySize.set(this.standardBytes, (list = []));
+    return list;
   }
 }

@@ -196,6 +196,8 @@ export class LogWriter {
     this.work.push({ kind: "finish", file: this.file });
     await this.pump();
     this.file.digest.close();
+    // Its aligned buffers serve the next writer, each once its batch is hashed (settled).
+    this.buffers.close();
     if (this.failure) throw this.failure;
     return { end: this.endPosition, lastStamp: this.lastStamp };
   }
