@@ -47,6 +47,8 @@ const scenarioArbitrary = fc.record({
   faultErrno: fc.constantFrom("EIO", "ENOSPC"),
   /** Logfiles open with O_DIRECT (whole blocks, the shared block rewritten); else buffered. */
   direct: fc.boolean(),
+  /** Without preallocation every batch extends the logfile (as batches of 1 MiB and more do). */
+  preallocate: fc.boolean(),
 });
 
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer T> ? T : never;
@@ -63,7 +65,8 @@ async function runScenario(scenario: Scenario) {
   machine.storage.refuseDirect = !scenario.direct;
   const limits = {
     overlayBytesMax: scenario.overlayBytesMax, positionPersistDelayMs: 3,
-    writer: { logfileBytesMax: scenario.logfileBytesMax, batchDelayMs: 2 },
+    writer: { logfileBytesMax: scenario.logfileBytesMax, batchDelayMs: 2,
+      ...(scenario.preallocate ? {} : { preallocateBytesMax: 0 }) },
   };
   const device = await openHarnessTranslog(machine, limits, scenario.codec);
   const faults = seededRandom(scenario.seed ^ 0x5bd1e995);
