@@ -1,35 +1,19 @@
 // A restarted secondary with a complete copy of a logfile its source deleted needs no full sync.
 import { expect, test } from "bun:test";
-import { LamportClock } from "../../src/cluster/lamport.ts";
 import { chainStartDigest, type LogPosition } from "../../src/log/position.ts";
 import { LogWriter } from "../../src/log/writer.ts";
 import { seededRandom } from "../../src/platform/random.ts";
 import { Fetcher } from "../../src/replication/fetcher.ts";
 import { chainDigestOfFile, logfilePath } from "../../src/replication/log-files.ts";
-import {
-  directorySource, serveLogSession, type LogSource,
-} from "../../src/replication/log-server.ts";
-import { TailWatcher } from "../../src/replication/tail-watcher.ts";
-import { acceptChannel } from "../../src/transport/channel.ts";
-import { SimulatedClock } from "../support/simulated-clock.ts";
-import { SimulatedStreamNetwork } from "../support/simulated-network.ts";
+import { directorySource } from "../../src/replication/log-server.ts";
+import { logServerRig, primaryAddress as address, runFor } from "../support/log-shipping-rig.ts";
 import { SimulatedStorage } from "../support/simulated-storage.ts";
 
-const address = { kind: "tcp" as const, host: "primary", port: 7777 };
-const secret = new Uint8Array(32).fill(7);
 const recordsPerLogfile = 12;
 
 /** A primary whose first logfile is finished and whose second one the test starts later. */
 async function setUp() {
-  const clock = new SimulatedClock();
-  const random = seededRandom(31);
-  const network = new SimulatedStreamNetwork(clock);
-  const context = (host: string) => ({
-    credentials: { cluster: "c1", host, secret }, random, clock,
-    lamport: new LamportClock(() => clock.nowMs()),
-  });
-  const primaryStorage = new SimulatedStorage(seededRandom(3));
-  await primaryStorage.files.makeDirectory("/p");
+  const { clock, network, context, primaryStorage, serve } = await logServerRig(31);
   const first = await LogWriter.start({
     storage: primaryStorage, clock, directory: "/p", resource: "r1", origin: "primary",
   }, { logfileSequence: 1, firstRecordSequence: 1, previousDigest: chainStartDigest,
@@ -38,16 +22,8 @@ async function setUp() {
   const closed = await first.close();
   const firstLength = closed.end.offsetBytes;
   // The first logfile is finished; nothing of the next one is durable yet.
-  let source: LogSource = directorySource(primaryStorage, "/p", () => closed.end,
-    (sequence) => (sequence === 1 ? firstLength : undefined));
-  const tail = new TailWatcher(clock);
-  await network.view("primary").listen(address, (connection) =>
-    acceptChannel(connection, context("primary"), {
-      admit: () => undefined, refused: () => {},
-      opened: (session) => serveLogSession(session, {
-        storage: primaryStorage, clock, tail, source: () => source, log: () => {},
-      }),
-    }));
+  serve(directorySource(primaryStorage, "/p", () => closed.end,
+    (sequence) => (sequence === 1 ? firstLength : undefined)));
   const storage = new SimulatedStorage(seededRandom(4));
   await storage.files.makeDirectory("/s");
   const fetcher = async () => {
@@ -59,13 +35,8 @@ async function setUp() {
     await made.load();
     return made;
   };
-  const run = async (durationMs: number, maintained: Fetcher) => {
-    for (let elapsed = 0; elapsed < durationMs; elapsed += 5) {
-      clock.advance(5);
-      for (let round = 0; round < 4; round++) await new Promise((done) => setImmediate(done));
-      maintained.retryAfterFailure();
-    }
-  };
+  const run = (durationMs: number, maintained: Fetcher) =>
+    runFor(clock, durationMs, () => maintained.retryAfterFailure());
   /** The primary goes on in logfile 2, whose header names `previousDigest`; logfile 1 goes. */
   const continueLog = async (previousDigest: Uint8Array) => {
     const second = await LogWriter.start({
@@ -74,7 +45,7 @@ async function setUp() {
       stampFloor: closed.lastStamp });
     for (let index = 0; index < recordsPerLogfile; index++) append(second, 100 + index);
     await second.flush();
-    source = directorySource(primaryStorage, "/p", () => second.durableEnd);
+    serve(directorySource(primaryStorage, "/p", () => second.durableEnd));
     await primaryStorage.files.remove(logfilePath("/p", 1, "primary"));
     return second;
   };
