@@ -1,5 +1,6 @@
 /** Logfile content digests on a worker thread: sha256 was ~45% of the event loop at 1 MiB. */
 import { assert } from "../lib/assert.ts";
+import { MarsError } from "../lib/errors.ts";
 import { alignedAddressOf } from "./io/aligned.ts";
 import type { ContentDigest } from "./types.ts";
 
@@ -20,10 +21,32 @@ const digestWaitMsMax = 60_000;
 /** Updates not yet consumed per digest; the log writer has a few batches in flight at most. */
 const pendingUpdatesMax = 4096;
 
-/** One worker for the process, started on first use. */
+/** One worker for the process, started on first use (again after it stopped). */
 let worker: Worker | undefined;
-const listeners = new Map<number, (ordinal: number) => void>();
+interface Listener {
+  /** The worker consumed this digest's updates through `ordinal`. */
+  readonly consumed: (ordinal: number) => void;
+  /** The worker stopped: it reads no buffer any more, and this digest is lost. */
+  readonly lost: () => void;
+}
+const listeners = new Map<number, Listener>();
 let nextId = 1;
+
+/** Stops the worker (tests: a worker that died); its digests are lost, new ones start anew. */
+export function stopDigestWorker(): void {
+  const stopping = worker;
+  if (stopping === undefined) return;
+  stopping.terminate();
+  workerStopped(stopping);
+}
+
+function workerStopped(stopped: Worker): void {
+  if (worker !== stopped) return;
+  worker = undefined;
+  const lost = [...listeners.values()];
+  listeners.clear();
+  for (const listener of lost) listener.lost();
+}
 
 function theWorker(): Worker {
   if (worker !== undefined) return worker;
@@ -33,7 +56,10 @@ function theWorker(): Worker {
   const entry = compiled ? "./platform/digest-worker.ts" : "./digest-worker.ts";
   const started = new Worker(new URL(entry, import.meta.url).href);
   started.onmessage = (event: MessageEvent<{ id: number; ordinal: number }>) =>
-    listeners.get(event.data.id)?.(event.data.ordinal);
+    listeners.get(event.data.id)?.consumed(event.data.ordinal);
+  // An exception ends a Bun worker; its pending notes would never come (buffers never reused,
+  // the next digest() blocking for a minute).
+  started.addEventListener("close", () => workerStopped(started));
   started.unref();
   worker = started;
   return started;
@@ -47,6 +73,7 @@ export function threadedContentDigest(): ContentDigest {
   let consumed = 0;
   let waiters: Array<{ count: number; resolve: () => void }> = [];
   let closed = false;
+  let lost = false;
   const shared = new SharedArrayBuffer(4 + 32);
   const consumedThrough = (count: number) => {
     consumed = Math.max(consumed, count);
@@ -56,7 +83,13 @@ export function threadedContentDigest(): ContentDigest {
     // A closed digest still hears of the updates sent before close, until the last one.
     if (closed && consumed === sent) listeners.delete(id);
   };
-  listeners.set(id, consumedThrough);
+  listeners.set(id, {
+    consumed: consumedThrough,
+    lost: () => {
+      lost = true;
+      consumedThrough(sent);
+    },
+  });
   thread.postMessage({ kind: "open", id } satisfies DigestRequest);
   return {
     update(data) {
@@ -64,6 +97,10 @@ export function threadedContentDigest(): ContentDigest {
       const address = alignedAddressOf(data);
       const inSharedMemory = data.buffer instanceof SharedArrayBuffer;
       sent++;
+      if (lost) {
+        consumedThrough(sent);
+        return;
+      }
       const request: DigestRequest = address !== undefined
         ? { kind: "update", id, address, lengthBytes: data.length, ordinal: sent }
         : { kind: "update", id, address: 0, lengthBytes: data.length, ordinal: sent,
@@ -75,6 +112,7 @@ export function threadedContentDigest(): ContentDigest {
       return new Promise((resolve) => waiters.push({ count: sent, resolve }));
     },
     digest() {
+      if (lost) throw new MarsError("io", "the digest worker stopped: a logfile digest is lost");
       const flag = new Int32Array(shared, 0, 1);
       Atomics.store(flag, 0, 0);
       thread.postMessage({ kind: "digest", id, shared } satisfies DigestRequest);

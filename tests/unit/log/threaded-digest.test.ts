@@ -10,7 +10,9 @@ import { systemFiles } from "../../../src/platform/files.ts";
 import { sha256 } from "../../../src/platform/hash.ts";
 import { allocateAlignedBuffer } from "../../../src/platform/io/aligned.ts";
 import { openIoEngine } from "../../../src/platform/io/index.ts";
-import { threadedContentDigest } from "../../../src/platform/threaded-digest.ts";
+import {
+  stopDigestWorker, threadedContentDigest,
+} from "../../../src/platform/threaded-digest.ts";
 
 test("aligned and shared memory (in place) and heap memory (copied) hash like sha256", async () => {
   const aligned = allocateAlignedBuffer(3 * 4096 + 17);
@@ -66,3 +68,23 @@ test("updates sent before close settle once the worker consumed them", async () 
   expect(await Promise.race([digest.settled().then(() => "settled"),
     Bun.sleep(5000).then(() => "still waiting")])).toBe("settled");
 });
+
+test("a stopped worker: its digests settle and fail at once; new ones get a new worker",
+  async () => {
+    const aligned = allocateAlignedBuffer(4 * 1024 * 1024);
+    const digest = threadedContentDigest();
+    for (let index = 0; index < 16; index++) digest.update(aligned);
+    const settled = digest.settled();
+    stopDigestWorker();
+    // The worker reads no buffer any more, so they may be reused; the digest is lost for good.
+    expect(await Promise.race([settled.then(() => "settled"),
+      Bun.sleep(5000).then(() => "still waiting")])).toBe("settled");
+    const began = performance.now();
+    expect(() => digest.digest()).toThrow(/digest worker/);
+    expect(performance.now() - began).toBeLessThan(1000);
+    digest.close();
+    const next = threadedContentDigest();
+    next.update(aligned.subarray(0, 4096));
+    expect(next.digest()).toEqual(sha256(aligned.subarray(0, 4096)));
+    next.close();
+  }, 20_000);
