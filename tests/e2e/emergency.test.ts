@@ -21,9 +21,12 @@ const sizeBytes = 64 * 1024 * 1024;
 /** Free-space floors (percent) so that a 320 MiB home reaches emergency at ~190 MiB of log. */
 const thresholds = "70,60,55,50";
 
-test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate resyncs",
-  async () => {
-  const root = temporaryDirectory("mars-e2e-emergency-");
+/**
+ * alpha (primary, its home a 320 MiB tmpfs) and beta, joined and synced; `runArgs` go to
+ * alpha's engine.
+ */
+async function smallHomeCluster(prefix: string, runArgs: string[]) {
+  const root = temporaryDirectory(prefix);
   roots.push(root);
   const alphaHome = join(root, "alpha");
   mkdirSync(alphaHome, { recursive: true });
@@ -32,22 +35,31 @@ test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate 
   mounted.push(alphaHome);
   const alpha = engineHandle("alpha", root);
   const beta = engineHandle("beta", root);
-  const ok = (what: string, result: { exitCode: number; stderr: string }) => {
-    if (result.exitCode !== 0) throw new Error(`${what}: ${result.stderr}`);
-  };
   const disks = { alpha: blankDisk(root, "alpha-disk", sizeBytes),
     beta: blankDisk(root, "beta-disk", sizeBytes) };
   ok("create-cluster", await alpha.mars("create-cluster", "--host", "alpha", "--listen",
     `127.0.0.1:${alpha.port}`));
-  await alpha.start(["--space-thresholds", thresholds]);
+  await alpha.start(runArgs);
   ok("create-resource", await alpha.mars("create-resource", "r1", disks.alpha));
   ok("join-cluster", await beta.mars("join-cluster", `127.0.0.1:${alpha.port}`, "--secret-file",
     join(alphaHome, "cluster-secret"), "--host", "beta", "--listen", `127.0.0.1:${beta.port}`));
   await beta.start();
   await eventually(async () => (await viewJson(beta)).resources.length === 1, 5_000);
   ok("join-resource", await beta.mars("join-resource", "r1", disks.beta));
-  ok("wait-sync", await alpha.mars("wait-sync", "--all", "--timeout", "30"));
+  // On the joiner: the primary's --all could run before beta's join reached it.
+  ok("wait-sync", await beta.mars("wait-sync", "r1", "--timeout", "30"));
   const uri = `nbd+unix:///r1?socket=${join(alphaHome, "resources", "r1")}.nbd.sock`;
+  return { root, alphaHome, alpha, beta, disks, uri };
+}
+
+function ok(what: string, result: { exitCode: number; stderr: string }): void {
+  if (result.exitCode !== 0) throw new Error(`${what}: ${result.stderr}`);
+}
+
+test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate resyncs",
+  async () => {
+  const { root, alphaHome, alpha, beta, disks, uri } =
+    await smallHomeCluster("mars-e2e-emergency-", ["--space-thresholds", thresholds]);
 
   // Every pass writes each block once and reads it back (fio verify): the log grows until the
   // home reaches the emergency floor; then writes go straight to the disk.
@@ -73,33 +85,10 @@ test.skipIf(!isRoot)("a full home: emergency mode keeps every write, invalidate 
 
 test.skipIf(!isRoot)("a burst faster than the space checks: no write fails, emergency instead",
   async () => {
-  const root = temporaryDirectory("mars-e2e-emergency-burst-");
-  roots.push(root);
-  const alphaHome = join(root, "alpha");
-  mkdirSync(alphaHome, { recursive: true });
-  const mount = await runTool(["mount", "-t", "tmpfs", "-o", "size=320m", "tmpfs", alphaHome]);
-  expect(mount.exitCode).toBe(0);
-  mounted.push(alphaHome);
-  const alpha = engineHandle("alpha", root);
-  const beta = engineHandle("beta", root);
-  const ok = (what: string, result: { exitCode: number; stderr: string }) => {
-    if (result.exitCode !== 0) throw new Error(`${what}: ${result.stderr}`);
-  };
-  const disks = { alpha: blankDisk(root, "alpha-disk", sizeBytes),
-    beta: blankDisk(root, "beta-disk", sizeBytes) };
-  ok("create-cluster", await alpha.mars("create-cluster", "--host", "alpha", "--listen",
-    `127.0.0.1:${alpha.port}`));
   // The default thresholds: emergency only below 2 % free, far less than one burst between
   // two of the lifetime pass's measurements (500 ms) or one preallocation step of the log.
-  await alpha.start();
-  ok("create-resource", await alpha.mars("create-resource", "r1", disks.alpha));
-  ok("join-cluster", await beta.mars("join-cluster", `127.0.0.1:${alpha.port}`, "--secret-file",
-    join(alphaHome, "cluster-secret"), "--host", "beta", "--listen", `127.0.0.1:${beta.port}`));
-  await beta.start();
-  await eventually(async () => (await viewJson(beta)).resources.length === 1, 5_000);
-  ok("join-resource", await beta.mars("join-resource", "r1", disks.beta));
-  ok("wait-sync", await alpha.mars("wait-sync", "--all", "--timeout", "30"));
-  const uri = `nbd+unix:///r1?socket=${join(alphaHome, "resources", "r1")}.nbd.sock`;
+  const { root, alpha, beta, disks, uri } =
+    await smallHomeCluster("mars-e2e-emergency-burst-", []);
   // 5 × 64 MiB in large writes at full speed, each pass verified: fio exits non-zero on any
   // error (before the guard, the log's append met ENOSPC and the device refused every write).
   await fioWrite(uri, "64M", root, ["--loops=5", "--iodepth=32", "--bsrange=64k-1m"]);
