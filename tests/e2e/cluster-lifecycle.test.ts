@@ -133,6 +133,10 @@ describe("the resource lifecycle", () => {
       expect(pause.stdout).toContain("dry run: would set pause-sync r1: sync off for every member");
       expectRefused(await gamma.mars("leave-cluster", "--host", "beta", "--dry-run"),
         "needs --force");
+      const secondary = await alpha.mars("secondary", "r1", "--dry-run");
+      expect(secondary.stdout).toContain("dry run: r1: alpha would stop exporting");
+      expect(secondary.exitCode).toBe(0);
+      expectRefused(await beta.mars("secondary", "r1", "--dry-run"), "not its primary");
       const after = await rawKeys(alpha);
       for (const [key, entry] of before) {
         if (key.includes("/replication/") || key.includes("/actual/") || key.startsWith("host/")) {

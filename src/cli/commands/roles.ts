@@ -6,6 +6,7 @@ import { MarsError } from "../../lib/errors.ts";
 import { comparePositions, positionText, type LogPosition } from "../../log/position.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
+import { dryRunLine } from "../lifecycle.ts";
 import { distanceText, replicaProblem, RoleView, waitFor } from "../roles-state.ts";
 
 const resourceArg = {
@@ -221,7 +222,10 @@ async function failover(step: Step): Promise<void> {
 
 export const secondary = defineCommand({
   meta: { name: "secondary", description: "Leave the resource without a designated primary" },
-  args: { resource: resourceArg },
+  args: {
+    resource: resourceArg,
+    "dry-run": { type: "boolean", description: "Check and say what would happen; change nothing" },
+  },
   async run({ args }) {
     const options = globalOptions(args, process.env);
     await withAdmin(options, async (admin) => {
@@ -231,6 +235,11 @@ export const secondary = defineCommand({
         if (current !== admin.host) {
           throw new MarsError("refused", `${resource}: ${admin.host} is not its primary ` +
             `(${current || "no primary"})`);
+        }
+        if (args["dry-run"]) {
+          console.log(dryRunLine(`${resource}: ${admin.host} would stop exporting and leave ` +
+            "the resource without a primary"));
+          continue;
         }
         await admin.write([{ key: keys.primary(resource), value: "" }]);
         if (!admin.engineRunning) {
