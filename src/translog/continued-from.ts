@@ -1,11 +1,13 @@
 /** Where this host's own history continues the log: the split point, durable across restarts. */
-import { MarsError } from "../lib/errors.ts";
 import type { Storage } from "../platform/types.ts";
 import type { LogPosition } from "../log/position.ts";
 import { listLogfiles } from "../log/verify.ts";
+import { readFileBytes, writeFileAtomic } from "../store/atomic-file.ts";
 import type { RecoveryResult } from "./recovery.ts";
 
 export const continuedFromFileName = "continued-from";
+/** The file holds three small numbers; anything larger is not ours. */
+const persistedBytesMax = 4096;
 
 interface Persisted {
   readonly sequence: number;
@@ -53,45 +55,20 @@ export async function resolveContinuedFrom(
 
 async function readPersisted(storage: Storage, directory: string) {
   const path = `${directory}/${continuedFromFileName}`;
-  const status = await storage.files.status(path);
-  if (!status || status.sizeBytes === 0 || status.sizeBytes > 4096) return undefined;
-  const fd = await storage.files.open(path, {});
   try {
-    const buffer = new Uint8Array(status.sizeBytes);
-    const [result] = await storage.io.submit([{ kind: "read", fd, offset: 0, buffer }]);
-    if (!result?.ok) return undefined;
-    const value = JSON.parse(new TextDecoder().decode(buffer)) as Partial<Persisted>;
+    const bytes = await readFileBytes(storage, path);
+    if (!bytes || bytes.length === 0 || bytes.length > persistedBytesMax) return undefined;
+    const value = JSON.parse(new TextDecoder().decode(bytes)) as Partial<Persisted>;
     const valid = [value.sequence, value.offsetBytes, value.firstOwn]
       .every((field) => Number.isSafeInteger(field) && (field as number) >= 0);
     return valid ? value as Persisted : undefined;
   } catch {
     return undefined; // unreadable: treated as absent (the recovered end is used)
-  } finally {
-    await storage.files.close(fd);
   }
 }
 
-/** Written to a temporary file, synced, then renamed: a crash leaves the old or the new. */
+/** Crash-safe: a crash leaves the old or the new split point, never a torn one. */
 async function writePersisted(storage: Storage, directory: string, value: Persisted) {
-  const path = `${directory}/${continuedFromFileName}`;
-  const temporary = `${path}.tmp`;
   const bytes = new TextEncoder().encode(JSON.stringify(value));
-  await storage.files.remove(temporary);
-  const fd = await storage.files.open(temporary, { create: true });
-  try {
-    await storage.files.truncate(fd, 0);
-    const results = await storage.io.submit([
-      { kind: "write", fd, offset: 0, buffer: bytes },
-      { kind: "fsync", fd, dataOnly: false },
-    ], { ordered: true });
-    if (results.some((result) => !result.ok)) {
-      throw new MarsError("io", `${temporary}: writing the split point failed`, {
-        details: { file: temporary },
-      });
-    }
-  } finally {
-    await storage.files.close(fd);
-  }
-  await storage.files.rename(temporary, path);
-  await storage.files.syncDirectory(directory);
+  await writeFileAtomic(storage, `${directory}/${continuedFromFileName}`, bytes);
 }
