@@ -64,6 +64,11 @@ export function requireNotAlive(admin: AdminSession, host: string, how: string):
   }
 }
 
+/** `--dry-run` as every state-changing command declares it. */
+export const dryRunArg = {
+  type: "boolean", description: "Check and say what would happen; change nothing",
+} as const;
+
 /** The line a dry run prints before saying what would happen. */
 export function dryRunLine(text: string): string {
   return `dry run: ${text} (nothing changed)`;

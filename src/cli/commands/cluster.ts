@@ -12,7 +12,7 @@ import { Home, homeFiles, homeFormat, parseSecret, type Identity } from "../../s
 import { makeNonce, secretBytesMin } from "../../transport/handshake.ts";
 import type { KeyWrite } from "../../engine/control.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
-import { dryRunLine, leaveWrites, requireNotAlive } from "../lifecycle.ts";
+import { dryRunArg, dryRunLine, leaveWrites, requireNotAlive } from "../lifecycle.ts";
 import { realEffects } from "../effects.ts";
 import { globalOptions } from "../global-args.ts";
 import { readSecretSource } from "../secret-source.ts";
@@ -159,7 +159,7 @@ export const leaveCluster = defineCommand({
   args: {
     host: { type: "string", valueHint: "NAME", description: "Remove this (dead) host instead" },
     force: { type: "boolean", description: "Needed with --host" },
-    "dry-run": { type: "boolean", description: "Check and say what would happen; change nothing" },
+    "dry-run": dryRunArg,
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);

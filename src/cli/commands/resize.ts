@@ -6,7 +6,7 @@ import { membershipOf } from "../../engine/resources.ts";
 import { MarsError } from "../../lib/errors.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
-import { dryRunLine } from "../lifecycle.ts";
+import { dryRunArg, dryRunLine } from "../lifecycle.ts";
 import { planResize, type MemberDisk } from "../resize-plan.ts";
 import { parseSize } from "./resource.ts";
 
@@ -27,7 +27,7 @@ export const resize = defineCommand({
     resource: { type: "positional", required: true, valueHint: "RES", description: "Resource" },
     size: { type: "positional", required: false, valueHint: "SIZE",
       description: "New size: BYTES, K/M/G/T suffix ok (default: the largest every disk allows)" },
-    "dry-run": { type: "boolean", description: "Check and say what would happen; change nothing" },
+    "dry-run": dryRunArg,
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);

@@ -9,7 +9,7 @@ import type { ActualState } from "../../engine/resources.ts";
 import { absolutePath } from "../../platform/host-name.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
-import { dryRunLine, forgetWrites, leaveWrites, requireNotAlive } from "../lifecycle.ts";
+import { dryRunArg, dryRunLine, forgetWrites, leaveWrites, requireNotAlive } from "../lifecycle.ts";
 
 /** How long create-resource waits for the engine to report the export. */
 export const exportWaitMs = 10_000;
@@ -18,9 +18,6 @@ export const leftoverWaitMs = 5_000;
 
 const resourceArg = {
   type: "positional", required: true, valueHint: "RES", description: "Resource name",
-} as const;
-const dryRunArg = {
-  type: "boolean", description: "Check and say what would happen; change nothing",
 } as const;
 const diskArg = {
   type: "positional", required: true, valueHint: "DISK",

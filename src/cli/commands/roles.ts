@@ -6,7 +6,7 @@ import { MarsError } from "../../lib/errors.ts";
 import { comparePositions, positionText, type LogPosition } from "../../log/position.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
-import { dryRunLine } from "../lifecycle.ts";
+import { dryRunArg, dryRunLine } from "../lifecycle.ts";
 import { distanceText, replicaProblem, RoleView, waitFor } from "../roles-state.ts";
 
 const resourceArg = {
@@ -21,7 +21,7 @@ export const primary = defineCommand({
     force: { type: "boolean", description: "Failover: take over without the old primary" },
     "wait-closed": { type: "boolean",
       description: "Wait for the old primary's device to be closed instead of refusing" },
-    "dry-run": { type: "boolean", description: "Check and say what would happen; change nothing" },
+    "dry-run": dryRunArg,
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);
@@ -224,7 +224,7 @@ export const secondary = defineCommand({
   meta: { name: "secondary", description: "Leave the resource without a designated primary" },
   args: {
     resource: resourceArg,
-    "dry-run": { type: "boolean", description: "Check and say what would happen; change nothing" },
+    "dry-run": dryRunArg,
   },
   async run({ args }) {
     const options = globalOptions(args, process.env);

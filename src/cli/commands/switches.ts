@@ -5,7 +5,7 @@ import { keys, type SwitchName } from "../../cluster/keys.ts";
 import type { KeyWrite } from "../../engine/control.ts";
 import { engineDownNote, withAdmin } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
-import { dryRunLine } from "../lifecycle.ts";
+import { dryRunArg, dryRunLine } from "../lifecycle.ts";
 
 function switchCommand(name: string, description: string, switches: readonly SwitchName[],
   on: boolean) {
@@ -15,8 +15,7 @@ function switchCommand(name: string, description: string, switches: readonly Swi
       resource: { type: "positional", required: true, valueHint: "RES",
         description: "Resource, comma list or 'all'" },
       global: { type: "boolean", description: "Set it for every member, not only this host" },
-      "dry-run": { type: "boolean",
-        description: "Check and say what would happen; change nothing" },
+      "dry-run": dryRunArg,
     },
     async run({ args }) {
       const options = globalOptions(args, process.env);
