@@ -56,28 +56,39 @@ export async function logServerRig(seed: number) {
 }
 
 /**
- * A primary writing its first logfile and a secondary replicating it onto a `deviceBytes` disk:
- * `write(index)` appends 4 KiB of `index + 1` and mirrors it into `model`.
+ * The secondary's side of `rig`: a `deviceBytes` disk at /s/disk and a replica of r1 fetching
+ * and replaying from the primary.
  */
-export async function replicaRig(seed: number, deviceBytes: number) {
-  const rig = await logServerRig(seed);
-  const { clock, network, context, primaryStorage } = rig;
-  const writer = await LogWriter.start({
-    storage: primaryStorage, clock, directory: "/p", resource: "r1", origin: "primary",
-  }, { logfileSequence: 1, firstRecordSequence: 1, previousDigest: chainStartDigest,
-    stampFloor: 0 });
-  rig.serve(directorySource(primaryStorage, "/p", () => writer.durableEnd));
-  const storage = new SimulatedStorage(seededRandom(seed + 2));
+export async function secondaryReplica(
+  rig: Awaited<ReturnType<typeof logServerRig>>, storageSeed: number, deviceBytes: number,
+) {
+  const storage = new SimulatedStorage(seededRandom(storageSeed));
   await storage.files.makeDirectory("/s");
   const fd = await storage.files.open("/s/disk", { create: true });
   await storage.files.truncate(fd, deviceBytes);
   await storage.files.close(fd);
   const replica = await Replica.open({
-    resource: "r1", disk: "/s/disk", directory: "/s/r1", storage, clock,
-    network: network.view("secondary"), context: context("secondary"),
+    resource: "r1", disk: "/s/disk", directory: "/s/r1", storage, clock: rig.clock,
+    network: rig.network.view("secondary"), context: rig.context("secondary"),
     log: () => {}, changed: () => {},
   });
   replica.configure({ fetch: true, replay: true }, { peer: "primary", address: primaryAddress });
+  return { storage, replica };
+}
+
+/**
+ * A primary writing its first logfile and a secondary replicating it onto a `deviceBytes` disk:
+ * `write(index)` appends 4 KiB of `index + 1` and mirrors it into `model`.
+ */
+export async function replicaRig(seed: number, deviceBytes: number) {
+  const rig = await logServerRig(seed);
+  const { clock, primaryStorage } = rig;
+  const writer = await LogWriter.start({
+    storage: primaryStorage, clock, directory: "/p", resource: "r1", origin: "primary",
+  }, { logfileSequence: 1, firstRecordSequence: 1, previousDigest: chainStartDigest,
+    stampFloor: 0 });
+  rig.serve(directorySource(primaryStorage, "/p", () => writer.durableEnd));
+  const { storage, replica } = await secondaryReplica(rig, seed + 2, deviceBytes);
   const model = new Uint8Array(deviceBytes);
   const write = (index: number) => {
     const payload = new Uint8Array(4096).fill(index + 1);

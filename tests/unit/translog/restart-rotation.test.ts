@@ -1,24 +1,17 @@
 // Every translog open starts a logfile: idle restarts leave empty ones, replicated and deleted.
 import { expect, test } from "bun:test";
 import { openFileDevice } from "../../../src/block/file.ts";
-import { LamportClock } from "../../../src/cluster/lamport.ts";
 import { logfileHeaderBytes } from "../../../src/log/format.ts";
 import type { LogPosition } from "../../../src/log/position.ts";
 import { listLogfiles } from "../../../src/log/verify.ts";
-import { seededRandom } from "../../../src/platform/random.ts";
-import { directorySource, serveLogSession } from "../../../src/replication/log-server.ts";
-import { Replica } from "../../../src/replication/replica.ts";
-import { TailWatcher } from "../../../src/replication/tail-watcher.ts";
+import { directorySource } from "../../../src/replication/log-server.ts";
 import { decideRetention } from "../../../src/retention/policy.ts";
 import { openTranslog } from "../../../src/translog/translog.ts";
-import { acceptChannel } from "../../../src/transport/channel.ts";
-import { SimulatedClock } from "../../support/simulated-clock.ts";
-import { SimulatedStreamNetwork } from "../../support/simulated-network.ts";
-import { SimulatedStorage } from "../../support/simulated-storage.ts";
+import { logServerRig, runFor, secondaryReplica } from "../../support/log-shipping-rig.ts";
+import type { SimulatedClock } from "../../support/simulated-clock.ts";
+import type { SimulatedStorage } from "../../support/simulated-storage.ts";
 
 const deviceBytes = 64 * 1024;
-const address = { kind: "tcp" as const, host: "primary", port: 7777 };
-const secret = new Uint8Array(32).fill(8);
 const idleRestarts = 3;
 
 /** One engine run of the primary: opens the translog, writes `blocks` blocks, closes. */
@@ -36,9 +29,8 @@ async function primaryRun(storage: SimulatedStorage, clock: SimulatedClock, bloc
 }
 
 test("idle restarts of a primary: empty logfiles, replicated and retained like any", async () => {
-  const clock = new SimulatedClock();
-  const primaryStorage = new SimulatedStorage(seededRandom(5));
-  await primaryStorage.files.makeDirectory("/p");
+  const rig = await logServerRig(5);
+  const { clock, primaryStorage } = rig;
   await primaryRun(primaryStorage, clock, [0, 1, 2]);
   const positions: LogPosition[] = [];
   for (let restart = 0; restart < idleRestarts; restart++) {
@@ -57,38 +49,12 @@ test("idle restarts of a primary: empty logfiles, replicated and retained like a
   const end = { sequence: 5, offsetBytes: lengths[4]! };
 
   // A secondary fetches and replays across the empty logfiles to an equal disk.
-  const random = seededRandom(6);
-  const network = new SimulatedStreamNetwork(clock);
-  const context = (host: string) => ({
-    credentials: { cluster: "c1", host, secret }, random, clock,
-    lamport: new LamportClock(() => clock.nowMs()),
-  });
-  const source = directorySource(primaryStorage, "/p/log", () => end);
-  const tail = new TailWatcher(clock);
-  await network.view("primary").listen(address, (connection) =>
-    acceptChannel(connection, context("primary"), {
-      admit: () => undefined, refused: () => {},
-      opened: (session) => serveLogSession(session, {
-        storage: primaryStorage, clock, tail, source: () => source, log: () => {},
-      }),
-    }));
-  const storage = new SimulatedStorage(seededRandom(9));
-  await storage.files.makeDirectory("/s");
-  const fd = await storage.files.open("/s/disk", { create: true });
-  await storage.files.truncate(fd, deviceBytes);
-  await storage.files.close(fd);
-  const replica = await Replica.open({
-    resource: "r1", disk: "/s/disk", directory: "/s/r1", storage, clock,
-    network: network.view("secondary"), context: context("secondary"),
-    log: () => {}, changed: () => {},
-  });
-  replica.configure({ fetch: true, replay: true }, { peer: "primary", address });
+  rig.serve(directorySource(primaryStorage, "/p/log", () => end));
+  const { storage, replica } = await secondaryReplica(rig, 9, deviceBytes);
   const replayedTo = (position: LogPosition | null) =>
     position?.sequence === end.sequence && position.offsetBytes === end.offsetBytes;
   for (let elapsed = 0; elapsed < 2_000 && !replayedTo(replica.report().replayed); elapsed += 5) {
-    clock.advance(5);
-    for (let round = 0; round < 4; round++) await new Promise((done) => setImmediate(done));
-    replica.maintain();
+    await runFor(clock, 5, () => replica.maintain());
   }
   expect(replica.report().replayed).toEqual(end);
   await replica.close();
