@@ -258,6 +258,10 @@ export class ReplicationService {
 
   /** Publishes when anything but the report time changed. */
   private publish(resource: string, report: ReplicationReport): void {
+    // A report must not outlive this host's membership: between the membership's end and the
+    // detach, a report written would survive a delete-resource as an orphan key.
+    const { map, host } = this.options;
+    if (map.get(keys.resourceMember(resource, host)) === undefined) return;
     const previous = this.published.get(resource);
     if (previous && sameReport(previous, report)) return;
     this.published.set(resource, report);

@@ -13,6 +13,8 @@ test("a primary attached again after its report was deleted publishes it again",
   const clock = new SimulatedClock();
   const lamport = new LamportClock(() => clock.nowMs());
   const map = new MetadataMap("alpha", lamport);
+  // Reports are published only while this host is a member.
+  map.set("resource/r1/member/alpha", { disk: "/disk" });
   const service = new ReplicationService({
     map, host: "alpha", storage: new SimulatedStorage(seededRandom(1)), clock,
     network: new SimulatedStreamNetwork(clock).view("alpha"),
