@@ -46,7 +46,10 @@ async function smallHomeCluster(prefix: string, runArgs: string[]) {
   await beta.start();
   await eventually(async () => (await viewJson(beta)).resources.length === 1, 5_000);
   ok("join-resource", await beta.mars("join-resource", "r1", disks.beta));
-  // On the joiner: the primary's --all could run before beta's join reached it.
+  // The join must reach the primary first: its --all would leave beta out, and beta's own
+  // wait-sync is refused while the primary does not know beta as a member.
+  await eventually(async () =>
+    (await viewJson(alpha)).resources[0]?.members.includes("beta") === true, 10_000);
   ok("wait-sync", await beta.mars("wait-sync", "r1", "--timeout", "30"));
   const uri = `nbd+unix:///r1?socket=${join(alphaHome, "resources", "r1")}.nbd.sock`;
   return { root, alphaHome, alpha, beta, disks, uri };

@@ -96,6 +96,7 @@ export interface ViewJson {
     readonly resource: string;
     readonly role: string;
     readonly primary: string | null;
+    readonly members?: readonly string[];
     readonly export: string | null;
     readonly replication: ReplicationJson | null;
     readonly replicas: Readonly<Record<string, ReplicationJson>>;

@@ -88,9 +88,11 @@ async function createResource(hosts: readonly DemoHost[], sizeBytes: number): Pr
       `${host.name} to learn of the resource`);
     await host.mars("join-resource", resource, host.disk);
   }
-  // Each joiner waits for its own replica: the primary's `--all` would leave out a member
-  // whose join has not reached it yet.
-  for (const host of secondaries) await host.mars("wait-sync", resource, "--timeout", "60");
+  // The joins must reach the primary first: its `--all` would leave out a member it has not
+  // heard of yet.
+  await waitFor(async () => (await primary.view()).resources[0]?.members?.length === hosts.length,
+    10_000, `${primary.name} to learn of every member`);
+  await primary.mars("wait-sync", resource, "--all", "--timeout", "60");
   const mib = sizeBytes / 1024 / 1024;
   return `'${resource}' (${mib} MiB) on ${primary.name}; ${secondaries.map((h) => h.name)
     .join(" and ")} joined and full-synced`;
