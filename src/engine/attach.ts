@@ -122,7 +122,8 @@ export async function claimDisk(effects: AttacherEffects, disk: string, sizeByte
 
 /** The primary's data path: disk → translog → NBD server on a unix socket. */
 async function exportPrimary(effects: AttacherEffects, spec: AttachSpec) {
-  const backing = await openFileDevice(effects.storage, spec.disk);
+  // Writeback only: aligned writes skip the page cache (file.ts, directWrites).
+  const backing = await openFileDevice(effects.storage, spec.disk, { directWrites: true });
   const translog = await openTranslog({
     storage: effects.storage, clock: effects.clock, directory: spec.logDirectory,
     resource: spec.resource, host: spec.host, backing,

@@ -91,7 +91,8 @@ export class Replica implements ReplicaDriver {
     });
     await fetcher.load();
     // Records beyond the disk's size at opening measure it again (the resource grew).
-    const device = growingFileDevice(await openFileDevice(storage, options.disk));
+    const device = growingFileDevice(
+      await openFileDevice(storage, options.disk, { directWrites: true }));
     const start = store.current ?? {
       sequence: fetcher.oldestSequence ?? 1,
       offsetBytes: logfileHeaderBytes,

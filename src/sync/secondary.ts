@@ -313,7 +313,7 @@ export class SecondarySync {
     }));
     this.session = session;
     remote = new RemoteSyncPeer(session, resource);
-    const target = await openFileDevice(storage, this.options.disk);
+    const target = await openFileDevice(storage, this.options.disk, { directWrites: true });
     const startedMs = clock.monotonicMs();
     this.options.log("info", "sync-started", { resource, source: peerHost });
     try {

@@ -16,7 +16,8 @@ export type ConformanceFactory = (sizeBytes: number) => Promise<ConformanceSubje
 
 export type ConformanceTest =
   | "capabilities" | "fresh-zeroes" | "write-read" | "overlap-order" | "fua"
-  | "flush" | "trim" | "write-zeroes" | "maximum-request" | "contract" | "persistence";
+  | "mixed-alignment" | "flush" | "trim" | "write-zeroes" | "maximum-request" | "contract"
+  | "persistence";
 
 export interface ConformanceOptions {
   readonly sizeBytes?: number;
@@ -100,6 +101,22 @@ export function runBlockDeviceSuite(
       // Issue order decides: index 15 wrote [0, 2u) last, index 14 wrote [2u, 4u) last.
       expect(await readBack(device, 0, unit * 2)).toEqual(pattern(unit * 2, 15));
       expect(await readBack(device, unit * 2, unit * 2)).toEqual(pattern(unit * 2, 14));
+    });
+
+    check("mixed-alignment", async () => {
+      // Aligned and unaligned writes may take different paths (file.ts directWrites).
+      if (device.capabilities.blockSizes.minimumBytes > 512) return;
+      const expected = pattern(16384, 5);
+      await device.write(0, expected, { fua: false });
+      const small = pattern(100, 6);
+      await device.write(4000, small, { fua: false });
+      expected.set(small, 4000);
+      const block = pattern(4096, 7);
+      await device.write(4096, block, { fua: false });
+      expected.set(block, 4096);
+      await device.write(8190, small, { fua: false });
+      expected.set(small, 8190);
+      expect(await readBack(device, 0, 16384)).toEqual(expected);
     });
 
     check("fua", async () => {

@@ -97,7 +97,9 @@ export default defineCommand({
     const ioChoice = openIoEngine(options.ioEngine);
     const io = ioChoice.engine;
     if (options.verbose) warn(`io engine ${io.name}: ${ioChoice.reason}`);
-    let device = await openDevice(io, stringArg(args.disk), stringArg(args.size));
+    // Under a log the disk only receives writeback: aligned writes skip the page cache.
+    let device = await openDevice(io, stringArg(args.disk), stringArg(args.size),
+      logDirectory !== undefined);
     if (logDirectory) device = await throughTranslog(io, device, logDirectory, name, host);
     const buffers = createPayloadPool();
     const server = new NbdServer({
@@ -185,7 +187,7 @@ async function throughTranslog(
 }
 
 async function openDevice(
-  io: IoEngine, disk: string | undefined, size: string | undefined,
+  io: IoEngine, disk: string | undefined, size: string | undefined, directWrites: boolean,
 ): Promise<BlockDevice> {
   const sizeBytes = size === undefined ? undefined : parseSize(size);
   if (disk === undefined) {
@@ -193,7 +195,7 @@ async function openDevice(
     return createMemoryDevice(sizeBytes);
   }
   return openFileDevice({ files: systemFiles, io }, disk,
-    sizeBytes === undefined ? {} : { createBytes: sizeBytes });
+    sizeBytes === undefined ? { directWrites } : { createBytes: sizeBytes, directWrites });
 }
 
 /** Bytes with an optional binary suffix: 4096, 64K, 256M, 1G, 2T. */
