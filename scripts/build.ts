@@ -7,7 +7,7 @@ const dirty = (await git(["status", "--porcelain", "--untracked-files=no"])).tri
 const stamp = dirty ? `${commit}-dirty` : commit;
 
 // Extra entry points (workers) are listed here so the compiled binary can start them.
-const workerEntryPoints: string[] = ["src/platform/digest-worker.ts"];
+const workerEntryPoints: string[] = [];
 
 const started = performance.now();
 await $`bun build --compile --minify --bytecode --format=esm \

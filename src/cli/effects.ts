@@ -6,7 +6,6 @@ import { openIoEngine, type IoEngineRequest } from "../platform/io/index.ts";
 import { systemLocks } from "../platform/lock.ts";
 import { bunNetwork } from "../platform/network.ts";
 import { systemRandom } from "../platform/random.ts";
-import { threadedContentDigest } from "../platform/threaded-digest.ts";
 import type { EngineEffects } from "../engine/engine.ts";
 
 let effects: EngineEffects | undefined;
@@ -20,7 +19,6 @@ export function realEffects(ioEngine?: IoEngineRequest): EngineEffects {
     clock: systemClock, random: systemRandom, network: bunNetwork, locks: systemLocks,
     storage: {
       files: systemFiles, io: openIoEngine(ioEngine ?? ioEngineRequest()).engine,
-      digests: threadedContentDigest,
     },
   };
   return effects;

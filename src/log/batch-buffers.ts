@@ -56,8 +56,7 @@ export class BatchBuffers {
     const spare = this.spare.pop();
     if (spare !== undefined) return spare;
     if (this.io.allocateBuffer === undefined || this.aligned.size >= batchBuffersAlignedMax) {
-      // Shared memory: a digest worker reads it without a copy (the io engine bounces it).
-      return new Uint8Array(new SharedArrayBuffer(this.standardBytes));
+      return new Uint8Array(this.standardBytes); // the io engine bounces it
     }
     const buffer = this.leftOver().pop() ?? this.io.allocateBuffer(this.standardBytes);
     this.aligned.add(buffer);
@@ -92,7 +91,7 @@ export class BatchBuffers {
 
   /**
    * The writer closed: its spare aligned buffers go to the writers that follow, and so do those
-   * given back later (their batch was still being hashed). A failed batch's buffer never is.
+   * given back later (a batch still being committed). A failed batch's buffer never is.
    */
   close(): void {
     this.closed = true;

@@ -5,7 +5,7 @@ import { zstdCompress, zstdDecompress } from "../platform/compress.ts";
 
 // Every layout below is documented byte by byte in docs/log-format.md; change both together.
 
-export const logFormatVersion = 1;
+export const logFormatVersion = 2;
 /** "MARSLOG\n": the first eight bytes of every logfile. */
 export const logfileMagic = new Uint8Array([0x4d, 0x41, 0x52, 0x53, 0x4c, 0x4f, 0x47, 0x0a]);
 export const logfileHeaderBytes = 256;

@@ -49,7 +49,7 @@ export function parseLogfileName(name: string): { sequence: number; origin: stri
 
 /** The previous digest of the first logfile of a history (create, invalidate, gap). */
 export const chainStartDigest = new Uint8Array(32);
-const chainDomain = new TextEncoder().encode("mars version chain 1\n");
+const chainDomain = new TextEncoder().encode("mars version chain 2\n");
 
 export interface ChainLink {
   readonly sequence: number;

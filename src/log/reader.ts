@@ -1,8 +1,8 @@
 /** Scans a logfile: verifies every record, delivers them in order, tells a torn tail from rot. */
 import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
-import { sha256Incremental } from "../platform/hash.ts";
 import type { IoEngine, Storage } from "../platform/types.ts";
+import { ContentDigest } from "./content-digest.ts";
 import {
   decodeLogfileHeader, decodePayload, decodeRecordHeader, logfileHeaderBytes, recordBytesMax,
   recordHeaderBytes, recordMagic, type LogfileHeader, type RecordHeader,
@@ -36,7 +36,7 @@ export interface ScanResult {
   /** Sequence of the last valid record (firstRecordSequence - 1 when there is none). */
   readonly lastRecordSequence: number;
   readonly lastStamp: number;
-  /** sha256 of bytes [0, endOffset): the content digest of the version chain. */
+  /** The content digest (content-digest.ts) of bytes [0, endOffset), for the version chain. */
   readonly contentDigest: Uint8Array;
   /** Present when bytes after `endOffset` are an interrupted last batch. */
   readonly tornTail?: TornTail;
@@ -89,8 +89,8 @@ async function scanOpen(
     });
   }
   window.logfileSequence = header.sequence;
-  const digest = sha256Incremental();
-  digest.update(headerBytes);
+  const digest = new ContentDigest();
+  digest.logfileHeader(headerBytes);
   const state = {
     offset: logfileHeaderBytes, recordCount: 0,
     lastRecordSequence: header.firstRecordSequence - 1, lastStamp: 0,
@@ -104,7 +104,7 @@ async function scanOpen(
       break;
     }
     const end = outcome.endOffset;
-    digest.update(await window.bytes(state.offset, end - state.offset));
+    digest.recordHeader(await window.bytes(state.offset, recordHeaderBytes));
     if (state.offset >= (options.fromOffset ?? 0)) await options.onRecord?.(outcome);
     state.offset = end;
     state.recordCount++;

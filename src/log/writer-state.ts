@@ -1,10 +1,10 @@
 /** What the log writer keeps per open logfile and per batch, and its queue of disk work. */
-import type { ContentDigest } from "../platform/types.ts";
+import type { ContentDigest } from "./content-digest.ts";
 
 export interface OpenLogfile {
   readonly sequence: number;
   readonly path: string;
-  /** Fed each batch's records when it is sealed (maybe hashed on another thread). */
+  /** Fed the header and each record header as it is appended. */
   readonly digest: ContentDigest;
   readonly previousDigest: Uint8Array;
   readonly header: Uint8Array;

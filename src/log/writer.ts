@@ -1,11 +1,11 @@
 /** Appends records to a resource's log with group commit: one write and one fdatasync a batch. */
 import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
-import { inlineContentDigest } from "../platform/hash.ts";
 import type { Clock, IoOperation, Storage, TimerHandle } from "../platform/types.ts";
+import { ContentDigest } from "./content-digest.ts";
 import {
-  encodeLogfileHeader, encodeRecordInto, logfileHeaderBytes, recordHeaderBytes, type Codec,
-  type RecordInput,
+  encodeLogfileHeader, encodeRecordInto, logFormatVersion, logfileHeaderBytes, recordHeaderBytes,
+  type Codec, type RecordInput,
 } from "./format.ts";
 import { chainDigest, logfileName, type LogPosition } from "./position.ts";
 import type { Batch, OpenLogfile, Work } from "./writer-state.ts";
@@ -139,6 +139,7 @@ export class LogWriter {
       batchStartOffset: batch.startOffset,
     }, this.options.codec ?? "none", batch.buffer, at);
     assert(encodedBytes <= recordBytes, "a record is never longer than header and payload");
+    file.digest.recordHeader(batch.buffer.subarray(at, at + recordHeaderBytes));
     batch.bytes += encodedBytes;
     batch.recordCount++;
     batch.lastSequence = sequence;
@@ -195,8 +196,7 @@ export class LogWriter {
     this.timer = undefined;
     this.work.push({ kind: "finish", file: this.file });
     await this.pump();
-    this.file.digest.close();
-    // Its aligned buffers serve the next writer, each once its batch is hashed (settled).
+    // Its aligned buffers serve the next writer of the process.
     this.buffers.close();
     if (this.failure) throw this.failure;
     return { end: this.endPosition, lastStamp: this.lastStamp };
@@ -220,12 +220,12 @@ export class LogWriter {
     const name = logfileName(sequence, this.options.origin);
     const createdMs = Math.floor(this.options.clock.nowMs());
     const header = encodeLogfileHeader({
-      formatVersion: 1, sequence, firstRecordSequence: start.firstRecordSequence,
+      formatVersion: logFormatVersion, sequence, firstRecordSequence: start.firstRecordSequence,
       createdMs, resource: this.options.resource,
       origin: this.options.origin, previousDigest,
     });
-    const digest = (this.options.storage.digests ?? inlineContentDigest)();
-    digest.update(header);
+    const digest = new ContentDigest();
+    digest.logfileHeader(header);
     return {
       sequence, path: `${this.options.directory}/${name}`, digest, previousDigest, header,
       fd: -1, directFd: -1, tail: header, sizeBytes: logfileHeaderBytes,
@@ -240,7 +240,7 @@ export class LogWriter {
     const finished = this.file;
     const previousDigest = chainDigest({
       sequence: finished.sequence, origin: this.options.origin,
-      lengthBytes: finished.sizeBytes, contentDigest: this.finalDigest(finished),
+      lengthBytes: finished.sizeBytes, contentDigest: finished.digest.digest(),
       previousDigest: finished.previousDigest,
     });
     this.file = this.newLogfile(finished.sequence + 1, previousDigest, {
@@ -276,18 +276,10 @@ export class LogWriter {
     };
   }
 
-  /** The content digest of a finished logfile (every batch of it is sealed); frees it. */
-  private finalDigest(file: OpenLogfile): Uint8Array {
-    const digest = file.digest.digest();
-    file.digest.close();
-    return digest;
-  }
-
   private sealPending(): void {
     if (this.pending === undefined) return;
     const { buffer, headBytes, bytes } = this.pending;
     const usedBytes = headBytes + bytes;
-    this.pending.file.digest.update(buffer.subarray(headBytes, usedBytes));
     // The next batch rewrites the block this one ends in (a copy: this buffer is reused).
     this.pending.file.tail = buffer.slice(usedBytes - (usedBytes % this.blockBytes), usedBytes);
     this.work.push({ kind: "batch", batch: this.pending });
@@ -431,8 +423,7 @@ export class LogWriter {
     this.durableEndValue = {
       sequence: batch.file.sequence, offsetBytes: batch.startOffset + batch.bytes,
     };
-    // The buffer is reused only once it was hashed too.
-    void batch.file.digest.settled().then(() => this.buffers.give(batch.buffer));
+    this.buffers.give(batch.buffer);
     this.releaseWaiters();
     this.onDurable(batch.lastSequence);
   }

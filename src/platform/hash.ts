@@ -1,5 +1,4 @@
 /** Deterministic digests (xxHash3, crc32, sha256, HMAC) from the runtime's native code. */
-import type { ContentDigest } from "./types.ts";
 
 /** 64-bit xxHash3 of `data`, as a bigint. */
 export function xxHash3(data: Uint8Array, seed = 0n): bigint {
@@ -49,16 +48,5 @@ export function sha256Incremental(): IncrementalDigest {
     digest(): Uint8Array {
       return new Uint8Array(hasher.copy().digest());
     },
-  };
-}
-
-/** A ContentDigest computed at once on the calling thread. */
-export function inlineContentDigest(): ContentDigest {
-  const hasher = sha256Incremental();
-  return {
-    update: (data) => hasher.update(data),
-    settled: () => Promise.resolve(),
-    digest: () => hasher.digest(),
-    close: () => {},
   };
 }

@@ -115,25 +115,9 @@ export interface IoEngine {
   allocateBuffer?(sizeBytes: number): Uint8Array;
 }
 
-/**
- * A sha256 over bytes fed in order, maybe computed on another thread (a logfile's content
- * digest). A buffer passed to `update` must stay unchanged until `settled` resolves.
- */
-export interface ContentDigest {
-  update(data: Uint8Array): void;
-  /** Resolves once every update so far was consumed: their buffers may be reused. */
-  settled(): Promise<void>;
-  /** The digest of everything fed so far (it may wait for the other thread). */
-  digest(): Uint8Array;
-  /** Frees it; only settled() may follow (it still resolves once the worker caught up). */
-  close(): void;
-}
-
 export interface Storage {
   readonly files: FileSystem;
   readonly io: IoEngine;
-  /** Makes logfile content digests; default: on the calling thread (hash.ts). */
-  readonly digests?: () => ContentDigest;
 }
 
 // --- network: byte streams ---

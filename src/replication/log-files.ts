@@ -2,7 +2,7 @@
 import { MarsError } from "../lib/errors.ts";
 import { decodeLogfileHeader, logfileHeaderBytes } from "../log/format.ts";
 import { chainDigest, logfileName, parseLogfileName } from "../log/position.ts";
-import { sha256Incremental } from "../platform/hash.ts";
+import { StreamingContentDigest } from "../log/content-digest.ts";
 import type { Storage } from "../platform/types.ts";
 import { readExactly } from "./record-cursor.ts";
 
@@ -47,7 +47,7 @@ export async function chainDigestOfFile(
 ): Promise<Uint8Array> {
   const fd = await storage.files.open(path, { readOnly: true });
   try {
-    const digest = sha256Incremental();
+    const digest = new StreamingContentDigest();
     let header: Uint8Array | undefined;
     for (let offset = 0; offset < lengthBytes; offset += digestReadBytes) {
       const piece = new Uint8Array(Math.min(digestReadBytes, lengthBytes - offset));
@@ -61,7 +61,7 @@ export async function chainDigestOfFile(
     }
     return chainDigest({
       sequence: decoded.sequence, origin: decoded.origin, lengthBytes,
-      contentDigest: digest.digest(), previousDigest: decoded.previousDigest,
+      contentDigest: digest.finish(path), previousDigest: decoded.previousDigest,
     });
   } finally {
     await storage.files.close(fd);

@@ -10,7 +10,6 @@ import { systemFiles } from "../../platform/files.ts";
 import { openIoEngine } from "../../platform/io/index.ts";
 import { bunNetwork } from "../../platform/network.ts";
 import { createPayloadPool } from "../../platform/payload-pool.ts";
-import { threadedContentDigest } from "../../platform/threaded-digest.ts";
 import { systemClock } from "../../platform/clock.ts";
 import { hostname } from "../../platform/host-name.ts";
 import type { Address, IoEngine, Listener } from "../../platform/types.ts";
@@ -177,7 +176,7 @@ async function throughTranslog(
 ): Promise<BlockDevice> {
   try {
     return await openTranslog({
-      storage: { files: systemFiles, io, digests: threadedContentDigest }, clock: systemClock,
+      storage: { files: systemFiles, io }, clock: systemClock,
       directory, resource: name, host, backing,
     });
   } catch (error) {
