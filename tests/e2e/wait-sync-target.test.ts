@@ -2,9 +2,12 @@
 // write acknowledged just before it is on the secondary's disk when wait-sync returns.
 import { afterAll, expect, test } from "bun:test";
 import { openSync, readSync, closeSync } from "node:fs";
-import { stopAllEngines } from "../support/engines.ts";
+import { join } from "node:path";
+import { engineHandle, eventually, stopAllEngines } from "../support/engines.ts";
 import { runTool } from "../support/nbd-serve.ts";
-import { replicationCluster, removeTestRoots, testRoot } from "../support/replication-cluster.ts";
+import {
+  blankDisk, replicationCluster, removeTestRoots, testRoot, viewJson,
+} from "../support/replication-cluster.ts";
 import { WanProxy } from "../support/wan-proxy.ts";
 
 let proxy: WanProxy | undefined;
@@ -62,4 +65,29 @@ test("a write just before wait-sync on the secondary is replayed when it returns
   expect(fallback.exitCode).toBe(0);
   expect(fallback.stderr).toContain("the primary was not asked");
   expect(await beta.stop()).toBe(0);
+}, 120_000);
+
+test("wait-sync right after join-resource on the joiner returns once it is synced", async () => {
+  const root = testRoot("mars-e2e-wait-sync-joiner-");
+  const cluster = await replicationCluster(root, ["alpha"]);
+  const { primary } = cluster;
+  const gamma = engineHandle("gamma", root);
+  expect((await gamma.mars("join-cluster", `127.0.0.1:${primary.port}`, "--secret-file",
+    join(primary.home, "cluster-secret"), "--host", "gamma", "--listen",
+    `127.0.0.1:${gamma.port}`)).exitCode).toBe(0);
+  await gamma.start();
+  await eventually(async () => (await viewJson(gamma)).resources.length === 1, 5_000);
+  const disk = blankDisk(root, "gamma", 64 * mebibyte);
+  expect((await gamma.mars("join-resource", cluster.resource, disk)).exitCode).toBe(0);
+  // At once, as a deploy script does. Should alpha not know gamma yet (its membership still on
+  // the way), wait-sync asks again until it does instead of refusing.
+  const waited = await gamma.mars("wait-sync", cluster.resource, "--timeout", "60");
+  expect(waited.stderr).toBe(waited.exitCode === 0 ? waited.stderr : "exit 0 expected");
+  const written = await runTool(["qemu-io", "-f", "raw", "-c",
+    `write -P 0x5a ${4 * mebibyte} 1M`, cluster.uri]);
+  expect(written.exitCode).toBe(0);
+  expect((await gamma.mars("wait-sync", cluster.resource, "--timeout", "60")).exitCode).toBe(0);
+  expect(regionHolds(disk, 4 * mebibyte, mebibyte, 0x5a)).toBe(true);
+  expect(await gamma.stop()).toBe(0);
+  expect(await primary.stop()).toBe(0);
 }, 120_000);

@@ -48,7 +48,7 @@ export const waitSync = defineCommand({
       const names = args.resource ? admin.resources(args.resource) : resourceNames(admin.map);
       const deadline = Date.now() + options.timeoutSeconds * 1000;
       const printer = new Printer(options.json, process.stderr.isTTY === true);
-      const waited = await targets(admin, names, args.all === true, printer);
+      const waited = await targetsWhenKnown(admin, names, args.all === true, printer, deadline);
       for (;;) {
         const state = await admin.refresh();
         const reports = new Map<string, ReplicationReport | undefined>();
@@ -77,6 +77,21 @@ export const waitSync = defineCommand({
 });
 
 /**
+ * The targets, asked again while a designated primary cannot name its position yet: right after
+ * `join-resource` the primary does not know the joiner until the membership reaches it.
+ */
+async function targetsWhenKnown(
+  admin: AdminSession, names: string[], all: boolean, printer: Printer, deadline: number,
+): Promise<Waited[]> {
+  for (;;) {
+    const outcome = await targets(admin, names, all, printer);
+    if (Array.isArray(outcome)) return outcome;
+    if (Date.now() >= deadline) throw new MarsError("timeout", outcome.unknown);
+    await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
+  }
+}
+
+/**
  * Each waited replica with the log position it must reach: the primary's log end when the call
  * began, which the engine asks the primary for. When it cannot (the primary unreachable), the
  * last end reported here stands in, and the printer says so: that target may be up to a report
@@ -84,7 +99,7 @@ export const waitSync = defineCommand({
  */
 async function targets(
   admin: AdminSession, names: string[], all: boolean, printer: Printer,
-): Promise<Waited[]> {
+): Promise<Waited[] | { unknown: string }> {
   const hostsOf = new Map<string, string[]>();
   for (const resource of names) {
     const primary = admin.map.get(keys.primary(resource));
@@ -109,8 +124,11 @@ async function targets(
       target = [target, published].filter((item) => item !== undefined)
         .sort((left, right) => comparePositions(right, left))[0];
       if (!target) {
-        throw new MarsError("refused", `${resource}: no primary log position is known ` +
-          `(${reason ?? "no designated primary, or it has not reported yet"})`);
+        const why = `${resource}: no primary log position is known ` +
+          `(${reason ?? "no designated primary, or it has not reported yet"})`;
+        // Without a designated primary there is nothing to wait for; otherwise it may come.
+        if (typeof primary !== "string" || primary === "") throw new MarsError("refused", why);
+        return { unknown: why };
       }
       printer.estimatedTarget(resource, target, reason ?? "the engine did not say");
     }
