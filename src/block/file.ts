@@ -1,6 +1,6 @@
 /** A block device over a plain file or a kernel block device, with I/O through the IoEngine. */
 import { assert } from "../lib/assert.ts";
-import type { IoOperation, IoResult, Storage } from "../platform/types.ts";
+import type { FallocateMode, IoOperation, IoResult, Storage } from "../platform/types.ts";
 import { OverlapOrder } from "./ordering.ts";
 import {
   BlockError, type BlockCapabilities, type BlockDevice, type WriteFlags,
@@ -8,8 +8,16 @@ import {
 
 /** Largest single read or write a file device accepts; the NBD server advertises it. */
 export const fileRequestBytesMax = 32 * 1024 * 1024;
-/** Zeroes written per I/O when trimming or zeroing a range (a plain file has no punch-hole). */
+/** Zeroes written per I/O where fallocate cannot zero a range. */
 export const fileZeroChunkBytesMax = 1024 * 1024;
+/** Such writes submitted in one batch. */
+export const fileZeroBatchWritesMax = 64;
+/**
+ * fallocate failures that mean "not here" rather than a failed disk: the file system or device
+ * lacks the mode (EOPNOTSUPP, its alias ENOTSUP, ENOSYS, ENODEV) or cannot align the range
+ * (EINVAL, a block device's logical blocks): the range is then zeroed by writing.
+ */
+const fallbackErrnos = new Set(["EOPNOTSUPP", "ENOTSUP", "ENOSYS", "ENODEV", "EINVAL"]);
 /** Logical block size assumed for O_DIRECT (the common 512e/4Kn compromise is 4096). */
 export const directBlockBytes = 4096;
 
@@ -89,6 +97,8 @@ function capabilitiesOf(options: FileDeviceOptions): BlockCapabilities {
 class FileBlockDevice implements FileDevice {
   readonly capabilities: BlockCapabilities;
   private readonly order = new OverlapOrder();
+  /** fallocate modes this file (its file system or device) refused: zeroes are written. */
+  private readonly unsupportedModes = new Set<FallocateMode>();
   private closed = false;
 
   private readonly fd: number;
@@ -151,24 +161,65 @@ class FileBlockDevice implements FileDevice {
   }
 
   async trim(offset: number, lengthBytes: number, flags: { fua: boolean }): Promise<void> {
-    await this.writeZeroes(offset, lengthBytes, flags);
+    await this.zeroRange(offset, lengthBytes, flags.fua, "punch-hole");
   }
 
-  async writeZeroes(offset: number, lengthBytes: number, flags: { fua: boolean }) {
+  async writeZeroes(
+    offset: number, lengthBytes: number, flags: { fua: boolean; noHole?: boolean },
+  ): Promise<void> {
+    await this.zeroRange(offset, lengthBytes, flags.fua,
+      flags.noHole === true ? "zero-range" : "punch-hole");
+  }
+
+  /**
+   * The range reads as zeroes afterwards, on every member alike (trim too: replicas must read
+   * the same). fallocate does it without moving the bytes (a 1 TiB resize, mkfs discarding a
+   * whole device); where the file system or device cannot, zeroes are written.
+   */
+  private async zeroRange(
+    offset: number, lengthBytes: number, fua: boolean, preferred: FallocateMode,
+  ): Promise<void> {
     this.assertRange(offset, lengthBytes);
+    if (lengthBytes === 0) return;
     await this.order.run(offset, lengthBytes, true, async () => {
-      const zeroes = new Uint8Array(Math.min(lengthBytes, fileZeroChunkBytesMax));
-      const operations: IoOperation[] = [];
-      for (let done = 0; done < lengthBytes; done += zeroes.length) {
-        const chunk = Math.min(zeroes.length, lengthBytes - done);
-        const buffer = chunk === zeroes.length ? zeroes : zeroes.subarray(0, chunk);
-        const fd = this.writeFd(offset + done, chunk);
-        operations.push({ kind: "write", fd, offset: offset + done, buffer });
+      const modes: FallocateMode[] = preferred === "punch-hole"
+        ? ["punch-hole", "zero-range"] : ["zero-range"];
+      for (const mode of modes) {
+        if (this.unsupportedModes.has(mode)) continue;
+        const operations: IoOperation[] = [{ kind: "fallocate", fd: this.fd, mode, offset,
+          lengthBytes }];
+        if (fua) operations.push({ kind: "fsync", fd: this.fd, dataOnly: true });
+        const results = await this.submit(operations, true);
+        const failure = results.find((result) => !result.ok);
+        if (failure === undefined) return;
+        if (failure.ok || !fallbackErrnos.has(failure.errno)) {
+          results.forEach((result) => this.checked("write-zeroes", offset, result));
+        }
+        if (!failure.ok && failure.errno !== "EINVAL") this.unsupportedModes.add(mode);
       }
-      if (flags.fua) operations.push({ kind: "fsync", fd: this.fd, dataOnly: true });
+      await this.writeLiteralZeroes(offset, lengthBytes, fua);
+    });
+  }
+
+  /** Zeroes written in batches of `fileZeroBatchWritesMax` chunk writes (a large range too). */
+  private async writeLiteralZeroes(offset: number, lengthBytes: number, fua: boolean) {
+    const zeroes = new Uint8Array(Math.min(lengthBytes, fileZeroChunkBytesMax));
+    const batchBytes = zeroes.length * fileZeroBatchWritesMax;
+    for (let batchStart = 0; batchStart < lengthBytes; batchStart += batchBytes) {
+      const batchEnd = Math.min(lengthBytes, batchStart + batchBytes);
+      const operations: IoOperation[] = [];
+      for (let done = batchStart; done < batchEnd; done += zeroes.length) {
+        const chunk = Math.min(zeroes.length, batchEnd - done);
+        const buffer = chunk === zeroes.length ? zeroes : zeroes.subarray(0, chunk);
+        operations.push({ kind: "write", fd: this.writeFd(offset + done, chunk),
+          offset: offset + done, buffer });
+      }
+      if (fua && batchEnd === lengthBytes) {
+        operations.push({ kind: "fsync", fd: this.fd, dataOnly: true });
+      }
       const results = await this.submit(operations, true);
       results.forEach((result) => this.checked("write-zeroes", offset, result));
-    });
+    }
   }
 
   async close(): Promise<void> {

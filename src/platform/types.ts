@@ -73,7 +73,16 @@ export type IoOperation =
       readonly buffer: Uint8Array }
   | { readonly kind: "write"; readonly fd: number; readonly offset: number;
       readonly buffer: Uint8Array }
-  | { readonly kind: "fsync"; readonly fd: number; readonly dataOnly: boolean };
+  | { readonly kind: "fsync"; readonly fd: number; readonly dataOnly: boolean }
+  /**
+   * fallocate(2), size kept: "punch-hole" deallocates the range, "zero-range" keeps it
+   * allocated; either way it reads as zeroes. Fails with EOPNOTSUPP where the file system or
+   * device cannot (the caller then writes zeroes), EINVAL on a range a device cannot align.
+   */
+  | { readonly kind: "fallocate"; readonly fd: number; readonly mode: FallocateMode;
+      readonly offset: number; readonly lengthBytes: number };
+
+export type FallocateMode = "punch-hole" | "zero-range";
 
 /**
  * Outcome of one operation. A write or fsync that succeeds is complete (short transfers are

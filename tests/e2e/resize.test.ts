@@ -1,6 +1,8 @@
 // mars resize end to end: a running primary and secondary grow from 32 to 64 MiB, data beyond.
 import { afterAll, expect, test } from "bun:test";
-import { closeSync, openSync, readFileSync, truncateSync, writeSync } from "node:fs";
+import {
+  closeSync, openSync, readFileSync, readSync, statSync, truncateSync, writeSync,
+} from "node:fs";
 import { stopAllEngines } from "../support/engines.ts";
 import { runTool } from "../support/nbd-serve.ts";
 import {
@@ -126,4 +128,37 @@ test("the grown range reads as zeroes on every member: disks equal after wait-sy
     expect(image.subarray(40 * mib, 41 * mib).some((byte) => byte !== 0)).toBe(true);
   }
   expect(Buffer.compare(images[0]!, images[1]!)).toBe(0);
+}, 120_000);
+
+test("a growth by 16 GiB is zeroed on every member without writing 16 GiB", async () => {
+  const root = testRoot("mars-e2e-resize-large-");
+  const cluster = await replicationCluster(root, ["zeta", "eta"], { sizeBytes: 32 * mib });
+  const { primary } = cluster;
+  const eta = cluster.secondaries[0]!;
+  const sizeBytes = 16 * 1024 * mib + 32 * mib;
+  const garbageAt = [5 * 1024 * mib, 12 * 1024 * mib, sizeBytes - mib];
+  for (const disk of [cluster.disks.zeta!, cluster.disks.eta!]) {
+    truncateSync(disk, sizeBytes);
+    const fd = openSync(disk, "r+");
+    for (const offset of garbageAt) writeSync(fd, new Uint8Array(mib).fill(0xee), 0, mib, offset);
+    closeSync(fd);
+  }
+  const grown = await primary.mars("resize", "r1");
+  expect(grown.stderr).toBe("");
+  expect(grown.exitCode).toBe(0);
+  const waited = await primary.mars("wait-sync", "--all", "--timeout", "60");
+  expect(waited.exitCode).toBe(0);
+  expect(await primary.stop()).toBe(0);
+  expect(await eta.stop()).toBe(0);
+  for (const disk of [cluster.disks.zeta!, cluster.disks.eta!]) {
+    const fd = openSync(disk, "r");
+    const piece = new Uint8Array(mib);
+    for (const offset of garbageAt) {
+      readSync(fd, piece, 0, mib, offset);
+      expect(piece.every((byte) => byte === 0)).toBe(true);
+    }
+    closeSync(fd);
+    // Zeroed by fallocate: the grown range holds no written blocks.
+    expect(statSync(disk).blocks * 512).toBeLessThan(256 * mib);
+  }
 }, 120_000);

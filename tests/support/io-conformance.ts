@@ -1,11 +1,15 @@
 /** One behaviour suite every IoEngine runs: a model-checked property plus the error paths. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { closeSync, constants, ftruncateSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import {
+  closeSync, constants, ftruncateSync, mkdtempSync, openSync, readSync, rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AlignedBufferPool, allocateAlignedBuffer } from "../../src/platform/io/aligned.ts";
-import type { IoEngine, IoOperation, IoResult } from "../../src/platform/types.ts";
+import type {
+  FallocateMode, IoEngine, IoOperation, IoResult,
+} from "../../src/platform/types.ts";
 import { propertyParameters } from "./property.ts";
 
 /** The file the property works on: slots keep an unordered batch's operations apart. */
@@ -20,6 +24,7 @@ type Step =
   | { kind: "write"; offset: number; lengthBytes: number; seed: number; aligned: boolean }
   | { kind: "read"; offset: number; lengthBytes: number; aligned: boolean }
   | { kind: "fsync"; dataOnly: boolean }
+  | { kind: "fallocate"; offset: number; lengthBytes: number; mode: FallocateMode }
   | { kind: "bad" };
 
 interface BatchPlan {
@@ -46,6 +51,9 @@ function stepInSlot(slot: number): fc.Arbitrary<Step> {
         ({ kind: "write", offset, lengthBytes, seed, aligned })),
     fc.record({ span, aligned: fc.boolean() }).map(({ span: { offset, lengthBytes }, aligned }):
       Step => ({ kind: "read", offset, lengthBytes, aligned })),
+    fc.record({ span: writeSpan, mode: fc.constantFrom<FallocateMode>("punch-hole", "zero-range") })
+      .map(({ span: { offset, lengthBytes }, mode }): Step =>
+        ({ kind: "fallocate", offset, lengthBytes, mode })),
   );
 }
 
@@ -104,6 +112,9 @@ function toOperation(step: Step, fd: number): IoOperation {
           : new Uint8Array(step.lengthBytes) };
     case "fsync":
       return { kind: "fsync", fd, dataOnly: step.dataOnly };
+    case "fallocate":
+      return { kind: "fallocate", fd, offset: step.offset, lengthBytes: step.lengthBytes,
+        mode: step.mode };
     case "bad":
       return { kind: "read", fd: closedFd, offset: 0, buffer: new Uint8Array(16) };
   }
@@ -113,6 +124,10 @@ function toOperation(step: Step, fd: number): IoOperation {
 function applyToModel(model: Uint8Array, operation: IoOperation): IoResult {
   if (operation.fd === closedFd) return { ok: false, errno: "EBADF", message: "" };
   if (operation.kind === "fsync") return { ok: true, bytes: 0 };
+  if (operation.kind === "fallocate") {
+    model.fill(0, operation.offset, operation.offset + operation.lengthBytes);
+    return { ok: true, bytes: 0 };
+  }
   if (operation.kind === "write") {
     model.set(operation.buffer, operation.offset);
     return { ok: true, bytes: operation.buffer.length };
@@ -150,7 +165,7 @@ function checkBatch(
 function slotsOf(plan: BatchPlan): Set<number> {
   const slots = new Set<number>();
   for (const step of plan.steps) {
-    if (step.kind !== "read" && step.kind !== "write") continue;
+    if (step.kind === "fsync" || step.kind === "bad") continue;
     slots.add(Math.min(slotCount - 1, Math.floor(step.offset / slotBytes)));
   }
   return slots;
@@ -214,6 +229,10 @@ export function runIoEngineSuite(
               }
               releasePropertyBuffers();
             }
+            // What no read in a batch looked at must match too (a lost fallocate, a stray write).
+            const final = new Uint8Array(regionBytes);
+            readSync(fd, final, 0, regionBytes, 0);
+            expect(Buffer.compare(final, model)).toBe(0);
           } finally {
             releasePropertyBuffers();
             await engine.close();
@@ -290,9 +309,10 @@ export function runIoEngineSuite(
             { kind: "read", fd: closedFd, offset: 0, buffer },
             { kind: "write", fd: closedFd, offset: 0, buffer },
             { kind: "fsync", fd: closedFd, dataOnly: true },
+            { kind: "fallocate", fd: closedFd, mode: "punch-hole", offset: 0, lengthBytes: 4096 },
           ]);
           expect(results.map((result) => result.ok ? "ok" : result.errno))
-            .toEqual(["EBADF", "EBADF", "EBADF"]);
+            .toEqual(["EBADF", "EBADF", "EBADF", "EBADF"]);
           const ordered = await engine.submit([
             { kind: "fsync", fd: closedFd, dataOnly: false },
             { kind: "read", fd: closedFd, offset: 0, buffer },

@@ -221,7 +221,8 @@ export class SimulatedStorage implements Storage {
       // where nothing of it is visible, and a failed fsync leaves the data as unsynced as it was.
       return { ok: false, errno, message: `simulated ${errno} on ${operation.kind}` };
     }
-    if (operation.kind !== "fsync" && this.directDescriptors.has(operation.fd)) {
+    if ((operation.kind === "read" || operation.kind === "write") &&
+        this.directDescriptors.has(operation.fd)) {
       const { offset, buffer } = operation;
       if (offset % simulatedDirectBlockBytes !== 0 ||
           buffer.length % simulatedDirectBlockBytes !== 0) {
@@ -243,6 +244,13 @@ export class SimulatedStorage implements Storage {
         for (const pending of inode.pending) applyData(inode.durable, pending);
         inode.pending = [];
         return { ok: true, bytes: 0 };
+      case "fallocate": {
+        // Modelled as a write of zeroes: it too is durable only after the next fsync.
+        const data = new Uint8Array(operation.lengthBytes);
+        inode.current.write(operation.offset, data);
+        inode.pending.push({ kind: "write", offset: operation.offset, data });
+        return { ok: true, bytes: 0 };
+      }
     }
   }
 

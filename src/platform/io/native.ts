@@ -18,6 +18,7 @@ const libc = dlopen("libc.so.6", {
   munmap: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
+  fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64, FFIType.i64], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 });
@@ -103,6 +104,14 @@ export function unmap(address: number, sizeBytes: number): void {
 export function createEventFd(): number | NativeFailure {
   const fd = libc.symbols.eventfd(0, eventfdCloseOnExec | eventfdNonBlocking);
   return fd < 0 ? failure(lastErrno()) : fd;
+}
+
+/** fallocate(2) on the calling thread (the portable engine); the failure, if any. */
+export function allocateRange(
+  fd: number, modeBits: number, offset: number, lengthBytes: number,
+): NativeFailure | undefined {
+  const result = libc.symbols.fallocate(fd, modeBits, offset, lengthBytes);
+  return result < 0 ? failure(lastErrno()) : undefined;
 }
 
 export function closeDescriptor(fd: number): void {

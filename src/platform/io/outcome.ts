@@ -31,6 +31,12 @@ export function checkBatch(operations: readonly IoOperation[]): void {
   for (const operation of operations) {
     assert(Number.isInteger(operation.fd) && operation.fd >= 0, "an operation names an fd");
     if (operation.kind === "fsync") continue;
+    if (operation.kind === "fallocate") {
+      assertCount(operation.offset, "operation offset");
+      assert(Number.isSafeInteger(operation.lengthBytes) && operation.lengthBytes > 0,
+        "a fallocate range is not empty");
+      continue;
+    }
     assertCount(operation.offset, "operation offset");
     assert(operation.buffer instanceof Uint8Array, "an operation's buffer is a Uint8Array");
   }

@@ -9,6 +9,8 @@ import { assert } from "../../lib/assert.ts";
 import type { IoEngine, IoOperation, IoResult, SubmitOptions } from "../types.ts";
 import { errnoOf } from "../errno.ts";
 import { AlignedBufferPool, allocateAlignedBuffer, isAlignedBuffer } from "./aligned.ts";
+import { allocateRange } from "./native.ts";
+import { fallocateModeBits } from "./uring-abi.ts";
 import { cancelled, checkBatch } from "./outcome.ts";
 
 /** Operations running at once; more wait in submission order. */
@@ -91,6 +93,13 @@ async function perform(
       case "fsync":
         await (operation.dataOnly ? fdatasyncAsync(operation.fd) : fsyncAsync(operation.fd));
         return { ok: true, bytes: 0 };
+      case "fallocate": {
+        // On this thread: node:fs has no fallocate (the fallback engine accepts the stall).
+        const failure = allocateRange(operation.fd, fallocateModeBits[operation.mode],
+          operation.offset, operation.lengthBytes);
+        return failure === undefined ? { ok: true, bytes: 0 }
+          : { ok: false, errno: failure.name, message: `fallocate: ${failure.message}` };
+      }
     }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

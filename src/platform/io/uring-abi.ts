@@ -3,6 +3,7 @@
 export const opcode = {
   nop: 0,
   fsync: 3,
+  fallocate: 17,
   asyncCancel: 14,
   read: 22,
   write: 23,
@@ -16,6 +17,12 @@ export const entryFlag = {
 } as const;
 
 export const fsyncDataOnly = 1;
+
+/** fallocate(2) mode bits: FALLOC_FL_KEEP_SIZE with PUNCH_HOLE or ZERO_RANGE. */
+export const fallocateModeBits = {
+  "punch-hole": 0x1 | 0x2,
+  "zero-range": 0x1 | 0x10,
+} as const;
 
 /** IORING_ASYNC_CANCEL_ANY: cancel every request of the ring (kernel 5.19+). */
 export const cancelAny = 1 << 2;

@@ -82,7 +82,8 @@ export function cancelRest(batch: Batch, from: number, why: string): void {
 }
 
 export function operationLength(operation: IoOperation): number {
-  return operation.kind === "fsync" ? 0 : operation.buffer.length;
+  return operation.kind === "fsync" || operation.kind === "fallocate"
+    ? 0 : operation.buffer.length;
 }
 
 /**
@@ -104,7 +105,7 @@ export function settle(task: Task, closing: boolean): "done" | "again" | "failed
     finish(task.batch, task.index, result);
     return "failed";
   }
-  if (operation.kind === "fsync") {
+  if (operation.kind === "fsync" || operation.kind === "fallocate") {
     finish(task.batch, task.index, succeeded(0));
     return "done";
   }

@@ -7,7 +7,9 @@ import { assert } from "../../lib/assert.ts";
 import type { IoEngine, IoOperation, IoResult, SubmitOptions } from "../types.ts";
 import { AlignedBufferPool, alignedAddressOf, allocateAlignedBuffer } from "./aligned.ts";
 import { cancelled, checkBatch, errnoInterrupted } from "./outcome.ts";
-import { cancelAny, entryFlag, fsyncDataOnly, opcode } from "./uring-abi.ts";
+import {
+  cancelAny, entryFlag, fallocateModeBits, fsyncDataOnly, opcode,
+} from "./uring-abi.ts";
 import { Ring } from "./uring-ring.ts";
 import {
   cancelRest, createBatch, createTask, finish, operationLength, settle, type Batch, type Task,
@@ -237,7 +239,7 @@ export class UringEngine implements IoEngine {
     if (this.freeSlots.length === 0 || this.ring.freeEntries === 0) return false;
     const { operation } = task;
     let address = 0;
-    if (operation.kind !== "fsync") {
+    if (operation.kind === "read" || operation.kind === "write") {
       const remaining = operation.buffer.length - task.doneBytes;
       const own = alignedAddressOf(operation.buffer);
       if (own !== undefined) {
@@ -282,6 +284,12 @@ export class UringEngine implements IoEngine {
         this.ring.push(opcode.fsync, flags, operation.fd, 0, 0, 0,
           operation.dataOnly ? fsyncDataOnly : 0, slot);
         return;
+      case "fallocate":
+        // The ABI's layout for it: the length in `addr`, the mode in `len`.
+        task.segmentBytes = 0;
+        this.ring.push(opcode.fallocate, flags, operation.fd, operation.offset,
+          operation.lengthBytes, fallocateModeBits[operation.mode], 0, slot);
+        return;
       case "read":
       case "write": {
         const code = operation.kind === "read" ? opcode.read : opcode.write;
@@ -303,7 +311,8 @@ export class UringEngine implements IoEngine {
     for (let index = batch.cursor; index < batch.operations.length; index++) {
       const task = chain.length === 0 && continuing?.index === index
         ? continuing : createTask(batch, index);
-      if (operationLength(task.operation) === 0 && task.operation.kind !== "fsync") {
+      const transfer = task.operation.kind === "read" || task.operation.kind === "write";
+      if (transfer && operationLength(task.operation) === 0) {
         if (chain.length > 0) break;
         finish(batch, index, { ok: true, bytes: 0 });
         batch.cursor = index + 1;
