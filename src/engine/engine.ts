@@ -93,6 +93,10 @@ export class Engine {
         map: node.map, host: identity.host, storage: effects.storage, clock: effects.clock,
         homePath: options.homePath, settings: options.lifetime ?? defaultLifetimeSettings,
         replication, log: (level, event, fields) => logger.log(level, event, fields),
+        setAside: {
+          entries: () => home.setAsideEntries(),
+          remove: (path) => home.removeSetAside(path),
+        },
       });
       // A secondary syncs (when due) before its replica replays; a primary serves its view.
       const replicating = replicatingAttacher(syncingAttacher(options.attacher, sync, lifetime), {

@@ -45,6 +45,8 @@ export const systemFiles: FileSystem = {
   rename: (fromPath, toPath) =>
     wrap(`rename ${fromPath}`, () => fs.promises.rename(fromPath, toPath)),
   remove: (path) => wrap(`remove ${path}`, () => fs.promises.rm(path, { force: true })),
+  removeTree: (path) => wrap(`remove ${path}`,
+    () => fs.promises.rm(path, { recursive: true, force: true })),
   syncDirectory: (path) =>
     wrap(`fsync directory ${path}`, async () => {
       const fd = await openAsync(path, fs.constants.O_RDONLY | closeOnExecFlag);

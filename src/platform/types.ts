@@ -55,6 +55,8 @@ export interface FileSystem {
   makeDirectory(path: string): Promise<void>;
   rename(fromPath: string, toPath: string): Promise<void>;
   remove(path: string): Promise<void>;
+  /** Removes a directory and everything under it; a missing path is no error. */
+  removeTree(path: string): Promise<void>;
   /** fsync on a directory, so that creations, renames and removals in it are durable. */
   syncDirectory(path: string): Promise<void>;
   /** Space of the file system holding `path` (statfs): what an unprivileged writer may use. */

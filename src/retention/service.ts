@@ -9,6 +9,9 @@ import type { ReplicationService } from "../replication/service.ts";
 import type { EmergencyDevice } from "./emergency.ts";
 import { SpaceGuard } from "./space-guard.ts";
 import {
+  SetAsidePruning, setAsideKeepMsDefault, type SetAsideStore,
+} from "./set-aside-pruning.ts";
+import {
   decideRetention, defaultRetentionLimits, trimmable, type LogfileFact, type RetentionLimits,
 } from "./policy.ts";
 import {
@@ -32,10 +35,13 @@ export const lifetimeSweepIntervalMs = 30_000;
 export interface LifetimeSettings {
   readonly thresholds: SpaceThresholds;
   readonly retention: RetentionLimits;
+  /** How long deleted/ keeps a left resource's directory while space lasts. */
+  readonly setAsideKeepMs?: number;
 }
 
 export const defaultLifetimeSettings: LifetimeSettings = {
   thresholds: defaultSpaceThresholds, retention: defaultRetentionLimits,
+  setAsideKeepMs: setAsideKeepMsDefault,
 };
 
 export interface LifetimeServiceOptions {
@@ -47,6 +53,8 @@ export interface LifetimeServiceOptions {
   readonly homePath: string;
   readonly settings: LifetimeSettings;
   readonly replication: Pick<ReplicationService, "replica">;
+  /** The home's deleted/ directory (left resources' state); absent: never pruned. */
+  readonly setAside?: SetAsideStore;
   readonly log: (level: "info" | "warn" | "error", event: string,
     fields: Readonly<Record<string, string | number | boolean | undefined>>) => void;
 }
@@ -70,9 +78,13 @@ export class LifetimeService {
   /** Resources whose published positions, members or primary changed since their last look. */
   private readonly changed = new Set<string>();
   private sweptMs = -Infinity;
+  private readonly pruning: SetAsidePruning | undefined;
 
   constructor(private readonly options: LifetimeServiceOptions) {
     this.guard = new SpaceGuard(() => options.storage.files.space(options.homePath));
+    this.pruning = options.setAside && new SetAsidePruning(options.setAside,
+      options.settings.setAsideKeepMs ?? setAsideKeepMsDefault,
+      (event, fields) => options.log("warn", event, fields));
     options.map.onChange((entry) => {
       const [first, resource, third] = entry.key.split("/", 3);
       if (first === "resource" && resource && (third === "replication" ||
@@ -132,6 +144,7 @@ export class LifetimeService {
         "space-level", { level: this.level, previous, freeBytes: space.freeBytes,
           totalBytes: space.totalBytes });
     }
+    await this.phase0SetAside();
     const facts = new Map<string, LogfileFact[]>();
     for (const [resource, registered] of this.due(this.level !== previous)) {
       facts.set(resource, await this.logfiles(registered.directory));
@@ -166,6 +179,17 @@ export class LifetimeService {
     });
     this.changed.clear();
     return due;
+  }
+
+  /** Phase 0: left resources' directories go before anything a live resource needs. */
+  private async phase0SetAside(): Promise<void> {
+    const { clock } = this.options;
+    try {
+      await this.pruning?.prune(this.level, clock.nowMs(), clock.monotonicMs());
+    } catch (error) {
+      if (!isMarsError(error)) throw error;
+      this.options.log("error", "set-aside-removal-failed", { reason: error.message });
+    }
   }
 
   /** Phase 1 (primaries): enter emergency for the largest backlogs; leave once space is back. */

@@ -24,6 +24,16 @@ export const homeFiles = {
 
 export const homeFormat = 1;
 
+/** A directory under deleted/ and when it was set aside (wall clock). */
+export interface SetAsideEntry {
+  readonly path: string;
+  readonly setAsideMs: number;
+}
+
+/** `RES-<ISO time with : and . as ->[-N]`, as setAsideResource names them. */
+const setAsideStampPattern =
+  /-(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{3})Z(?:-\d+)?$/;
+
 /** Names tried for one resource set aside within one millisecond. */
 const setAsideAttemptsMax = 1000;
 
@@ -120,6 +130,34 @@ export class Home {
    * positions or sync cursor. Nothing is deleted (an operator may still want a logfile).
    * Returns the new path, or undefined when there was no directory.
    */
+  /**
+   * The directories under deleted/ that `setAsideResource` made, oldest first, with the wall
+   * clock time each was set aside (from its name). Anything else there is not listed.
+   */
+  async setAsideEntries(): Promise<SetAsideEntry[]> {
+    const deleted = this.file(homeFiles.deleted);
+    if (!(await this.storage.files.status(deleted))) return [];
+    const entries: SetAsideEntry[] = [];
+    for (const name of await this.storage.files.list(deleted)) {
+      const found = setAsideStampPattern.exec(name);
+      if (!found) continue;
+      const [, day, hours, minutes, seconds, milliseconds] = found;
+      const setAsideMs = Date.parse(`${day}T${hours}:${minutes}:${seconds}.${milliseconds}Z`);
+      if (Number.isFinite(setAsideMs)) {
+        entries.push({ path: confinedPath(deleted, name), setAsideMs });
+      }
+    }
+    return entries.sort((left, right) => left.setAsideMs - right.setAsideMs);
+  }
+
+  /** Removes one directory `setAsideEntries` listed, with everything in it. */
+  async removeSetAside(path: string): Promise<void> {
+    const deleted = this.file(homeFiles.deleted);
+    assert(path.startsWith(`${deleted}/`), "only a set-aside directory is removed");
+    await this.storage.files.removeTree(path);
+    await this.storage.files.syncDirectory(deleted);
+  }
+
   async setAsideResource(resource: string, nowMs: number): Promise<string | undefined> {
     const from = await this.existingResourceDirectory(resource);
     if (!from) return undefined;

@@ -358,6 +358,13 @@ export class SimulatedStorage implements Storage {
         const { directory, name } = this.split(path);
         if (directory.current.has(name)) this.change(directory, { kind: "unlink", name });
       },
+      removeTree: async (path) => {
+        // Directories are implicit here (made durable at once, as makeDirectory does).
+        const root = normalize(path);
+        for (const key of [...this.directories.keys()]) {
+          if (key === root || key.startsWith(`${root}/`)) this.directories.delete(key);
+        }
+      },
       syncDirectory: async (path) => {
         const directory = this.directories.get(normalize(path));
         if (!directory) throw ioFailure("not-found", "ENOENT", `fsync ${path}: no directory`);
