@@ -193,11 +193,15 @@ test("with the primary gone, a secondary fetches from a member that is further a
     expect(`${waited.exitCode} ${waited.stderr}`).toStartWith("0 ");
     // gamma's wait-sync targets the primary's log end as gamma last heard it (its fetch is
     // paused, so only the published report tells it): let that report reach gamma first.
-    const primaryEnd = JSON.stringify((await replicationOf(cluster.primary)).logEnd);
+    // The end itself is beta's replay position: wait-sync asked the primary for its exact end
+    // and nothing writes any more, while the primary's own report may still be a moment old.
+    const primaryEnd = JSON.stringify((await replicationOf(beta)).replayed);
     await eventually(async () => {
       const replicas = (await viewJson(gamma)).resources[0].replicas;
       return JSON.stringify(replicas.alpha?.logEnd) === primaryEnd;
-    }, 10_000);
+    }, 10_000, async () => `primary's end ${primaryEnd}, now ` +
+      `${JSON.stringify((await replicationOf(cluster.primary)).logEnd)}; gamma sees ` +
+      `${JSON.stringify((await viewJson(gamma)).resources[0].replicas.alpha)}`);
     expect(await cluster.primary.stop()).toBe(0);
     const target = (await replicationOf(beta)).replayed as LogPosition;
     const timedOut = await gamma.mars("wait-sync", "r1", "--timeout", "1");
