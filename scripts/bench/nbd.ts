@@ -3,7 +3,7 @@
 //        [--binary PATH] (default dist/mars; a copy keeps a concurrent rebuild out of the run)
 // mars runs twice: over the plain file device, and through the translog (--log-dir) onto a
 // file. Rounds alternate between the servers; the table shows medians and mars ÷ nbdkit.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
@@ -94,12 +94,37 @@ async function startNbdkit(directory: string): Promise<Server> {
   return { name: "nbdkit file", uri: `nbd+unix:///?socket=${socket}`, process: child };
 }
 
+/** Bytes written so far to the block device holding `directory` (/sys/dev/block/M:m/stat). */
+function deviceWrittenBytes(directory: string): number | undefined {
+  const device = statSync(directory).dev;
+  const major = Math.floor(device / 256) & 0xfff;
+  const minor = (device & 0xff) | (Math.floor(device / 4096) & 0xfff00);
+  try {
+    const text = readFileSync(`/sys/dev/block/${major}:${minor}/stat`, "utf8");
+    const fields = text.trim().split(/\s+/);
+    return Number(fields[6]) * 512; // sectors written
+  } catch {
+    return undefined; // not a block device (tmpfs)
+  }
+}
+
+/** Disk write rate during each run of the translog server, MB/s (it writes log and disk). */
+const diskRates = new Map<string, number[]>();
+
 /** IOPS, or MB/s for bandwidth workloads. */
 function measure(server: Server, workload: Workload): number {
+  const before = deviceWrittenBytes(directory);
+  const started = performance.now();
   const output = run(["fio", "--name=bench", "--ioengine=nbd", `--uri=${server.uri}`,
     "--size=1G", `--runtime=${seconds}`, "--time_based", "--ramp_time=1",
     "--output-format=json", ...workload.fioArgs]);
   const job = JSON.parse(output.slice(output.indexOf("{"))).jobs[0][workload.direction];
+  const after = deviceWrittenBytes(directory);
+  if (server.name === "mars-translog" && before !== undefined && after !== undefined) {
+    const rates = diskRates.get(workload.name) ?? [];
+    rates.push((after - before) / 1e6 / ((performance.now() - started) / 1000));
+    diskRates.set(workload.name, rates);
+  }
   return workload.bandwidth ? job.bw_bytes / 1e6 : job.iops;
 }
 
@@ -141,6 +166,10 @@ try {
   console.log(`|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`);
   for (const row of rows) console.log(line(row));
   console.log(`peer: ${peer.name}; goals: random write ≥ 1.0×, sequential write ≥ 0.8×`);
+  for (const [name, rates] of diskRates) {
+    console.log(`disk writes during mars-translog's ${name}: median ${Math.round(median(rates))} ` +
+      "MB/s (log and writeback; the runs' ramp time included)");
+  }
 } finally {
   for (const child of started) child.kill("SIGTERM");
   await Promise.all(started.map((child) => child.exited));
