@@ -29,9 +29,11 @@ describe("kernel nbd device in a guest", () => {
         expect(result.stdout).toContain(`STEP ${variant} stop`);
       }
       expect(result.stdout).toContain("re-attached");
-      // The roles scenario's transcript: each refusal names the device and what holds it.
+      // The transcript: every step with its guest time; the roles scenario's refusals name the
+      // device and what holds it.
       const transcript = result.stdout.split("\n")
-        .filter((line) => line.startsWith("STEP roles") || line.startsWith("  | "));
+        .filter((line) => line.startsWith("STEP ") || line.startsWith("  | ") ||
+          line.includes("re-attached"));
       console.error(transcript.join("\n"));
       expect(result.stdout).toMatch(/open on alpha \(\/dev\/nbd\d+ mounted at \/mnt\/roles\)/);
       expect(result.stdout).toMatch(/open on beta \(\/dev\/nbd\d+ open by pid \d+ \(sleep\)\)/);
