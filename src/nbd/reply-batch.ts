@@ -16,6 +16,12 @@ export class ReplyBatch {
   private releases: Array<() => void> = [];
   private bytes = 0;
   private scheduled = false;
+  /**
+   * Where small replies are joined, reused: the connection copies what it takes, and a fresh
+   * 100+ KiB buffer per burst cost a zero fill and new pages each time (~17 % of a 4 KiB
+   * random-read profile).
+   */
+  private joinBuffer: Uint8Array | undefined;
 
   constructor(
     private readonly write: (bytes: Uint8Array) => boolean,
@@ -53,7 +59,9 @@ export class ReplyBatch {
     if (parts.length === 1 || bytes > replyBatchBytesMax) {
       for (const part of parts) accepted = this.write(part) && accepted;
     } else {
-      const joined = new Uint8Array(bytes);
+      assert(bytes <= replyBatchBytesMax, "a joined batch fits the join buffer");
+      this.joinBuffer ??= new Uint8Array(replyBatchBytesMax);
+      const joined = this.joinBuffer.subarray(0, bytes);
       let offset = 0;
       for (const part of parts) {
         joined.set(part, offset);
