@@ -331,14 +331,17 @@ export class LogWriter {
   }
 
   private async drainWork(): Promise<void> {
+    let item: Work | undefined;
     try {
-      for (let item = this.work.shift(); item !== undefined; item = this.work.shift()) {
+      for (item = this.work.shift(); item !== undefined; item = this.work.shift()) {
         if (this.failure) break;
         await this.perform(item);
         if (this.work.length === 0 && this.commitsNow()) this.sealPending();
       }
     } catch (error) {
       this.fail(error);
+      // Its I/O has ended (with the error), so nothing refers to the buffer any more.
+      if (item?.kind === "batch") this.buffers.give(item.batch.buffer);
     }
   }
 
@@ -455,5 +458,13 @@ export class LogWriter {
     for (const waiter of this.waiters) waiter.reject(this.failure);
     this.waiters = [];
     this.timer?.cancel();
+    // Nothing is written any more: the aligned buffers serve the writers that follow (a
+    // restarted resource), as a closed writer's do. Sealed batches never reach the disk now.
+    if (this.pending !== undefined) this.buffers.give(this.pending.buffer);
+    this.pending = undefined;
+    for (const work of this.work) if (work.kind === "batch") this.buffers.give(work.batch.buffer);
+    const unwritten = this.work.filter((work) => work.kind !== "batch");
+    this.work.splice(0, this.work.length, ...unwritten);
+    this.buffers.close();
   }
 }

@@ -42,3 +42,40 @@ test("writers started one after another reuse the aligned buffers of those that 
       1024 * 1024;
     expect(allocatedBytes).toBeLessThanOrEqual(oneWriterBytes);
   });
+
+test("a writer that failed leaves its aligned buffers to the writers that follow", async () => {
+  const simulated = new SimulatedStorage(seededRandom(8));
+  await simulated.files.makeDirectory("/log");
+  let allocatedBytes = 0;
+  const io: IoEngine = {
+    ...simulated.io,
+    allocateBuffer: (sizeBytes) => {
+      allocatedBytes += sizeBytes;
+      return new Uint8Array(sizeBytes);
+    },
+  };
+  const storage: Storage = { files: simulated.files, io };
+  const limits = { batchBytesMax: 64 * 1024, unsyncedBytesMax: 1024 * 1024 };
+  for (let round = 0; round < 20; round++) {
+    simulated.injectFault = undefined;
+    await simulated.files.makeDirectory(`/log/${round}`);
+    const writer = await LogWriter.start({ storage, clock: new SimulatedClock(),
+      directory: `/log/${round}`, resource: "r1", origin: "hostA", limits },
+    { logfileSequence: 1, firstRecordSequence: 1, previousDigest: chainStartDigest,
+      stampFloor: 0 });
+    // The disk fails every write from now on: the first batch fails, the rest never go.
+    simulated.injectFault = (operation) => (operation.kind === "write" ? "EIO" : undefined);
+    const durable: Promise<void>[] = [];
+    for (let index = 0; index < 12; index++) {
+      const appended = writer.append({ kind: "write", deviceOffset: 0, lengthBytes: 8192,
+        payload: new Uint8Array(8192).fill(round + 1) });
+      if (index % 4 === 0) durable.push(writer.waitDurable(appended.sequence));
+    }
+    const outcomes = await Promise.allSettled(durable);
+    expect(outcomes.every((outcome) => outcome.status === "rejected")).toBe(true);
+    expect(() => writer.append({ kind: "trim", deviceOffset: 0, lengthBytes: 4096 })).toThrow();
+  }
+  const oneWriterBytes = batchBuffersAlignedMax * (limits.batchBytesMax + 2 * 4096) +
+    1024 * 1024;
+  expect(allocatedBytes).toBeLessThanOrEqual(oneWriterBytes);
+});
