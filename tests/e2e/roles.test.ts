@@ -370,3 +370,21 @@ test("a loser that stopped before the winner's restart is still found: the split
   await device.close();
   for (const engine of [alpha!, beta!]) expect(await engine.stop()).toBe(0);
 }, 150_000);
+
+test("a handover whose old primary dies before closing its log times out naming what to do",
+  async () => {
+    const root = testRoot("mars-e2e-roles-old-primary-dies-");
+    const cluster = await replicationCluster(root, ["alpha", "beta"]);
+    const [alpha, beta] = [cluster.primary, cluster.secondaries[0]!];
+    const device = await openExport(alpha, cluster.resource);
+    const handing = beta.mars("primary", cluster.resource, "--wait-closed", "--timeout", "6");
+    await eventually(async () => (await alpha.mars("get-key",
+      `resource/${cluster.resource}/handover`)).stdout.includes("beta"), 5_000);
+    await alpha.kill();
+    const handed = await handing;
+    expect(handed.exitCode).toBe(3);
+    expect(handed.stderr).toContain("alpha is unreachable: run this again once it is back, " +
+      "or mars primary --force for a failover");
+    await device.close().catch(() => {});
+    expect(await beta.stop()).toBe(0);
+  }, 60_000);

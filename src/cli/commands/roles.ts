@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import { keys } from "../../cluster/keys.ts";
 import type { KeyWrite } from "../../engine/control.ts";
-import { MarsError } from "../../lib/errors.ts";
+import { isMarsError, MarsError } from "../../lib/errors.ts";
 import { comparePositions, positionText, type LogPosition } from "../../log/position.ts";
 import { engineDownNote, withAdmin, type AdminSession } from "../admin.ts";
 import { globalOptions } from "../global-args.ts";
@@ -151,15 +151,28 @@ async function phase1OldPrimaryCloses(
   step: Step & { readonly waitClosed: boolean }, old: string,
 ): Promise<LogPosition> {
   const { admin, resource } = step;
-  return waitFor(admin, step.deadlineMs, `${old} to close ${resource} and its log`, (view) => {
-    const actual = view.actual(resource, old);
-    if (!actual || actual.export !== "" || !actual.closedLogEnd) {
-      const openers = openersOf(view, resource, old);
-      if (openers.length > 0 && !step.waitClosed) throw deviceOpenRefusal(resource, old, openers);
-      return undefined;
-    }
-    return actual.closedLogEnd;
-  });
+  let reachable = true;
+  try {
+    return await waitFor(admin, step.deadlineMs, `${old} to close ${resource} and its log`,
+      (view) => {
+        const actual = view.actual(resource, old);
+        reachable = view.alive(old);
+        if (!actual || actual.export !== "" || !actual.closedLogEnd) {
+          const openers = openersOf(view, resource, old);
+          if (openers.length > 0 && !step.waitClosed) {
+            throw deviceOpenRefusal(resource, old, openers);
+          }
+          return undefined;
+        }
+        return actual.closedLogEnd;
+      });
+  } catch (error) {
+    // A restarted old primary still completes the handover (its closed end is persisted), so
+    // an unreachable one is waited for; at the timeout, say what is left to do.
+    if (!isMarsError(error) || error.code !== "timeout" || reachable) throw error;
+    throw new MarsError("timeout", `${error.message} (${old} is unreachable: run this again ` +
+      "once it is back, or mars primary --force for a failover)");
+  }
 }
 
 /** Phase 2: this host has fetched every byte of the old primary's log (replay follows). */
