@@ -8,20 +8,29 @@ import type { IoEngine, Storage } from "../../../src/platform/types.ts";
 import { SimulatedClock } from "../../support/simulated-clock.ts";
 import { SimulatedStorage } from "../../support/simulated-storage.ts";
 
+const limits = { batchBytesMax: 64 * 1024, unsyncedBytesMax: 1024 * 1024 };
+/** One writer's worth: its aligned batch buffers and its preallocation zeroes. */
+const oneWriterBytes = batchBuffersAlignedMax * (limits.batchBytesMax + 2 * 4096) + 1024 * 1024;
+
+/** Simulated storage whose engine counts the aligned memory it hands out (never given back). */
+async function countingStorage(seed: number) {
+  const simulated = new SimulatedStorage(seededRandom(seed));
+  await simulated.files.makeDirectory("/log");
+  const counter = { allocatedBytes: 0 };
+  const io: IoEngine = {
+    ...simulated.io,
+    allocateBuffer: (sizeBytes) => {
+      counter.allocatedBytes += sizeBytes;
+      return new Uint8Array(sizeBytes);
+    },
+  };
+  const storage: Storage = { files: simulated.files, io };
+  return { simulated, storage, counter };
+}
+
 test("writers started one after another reuse the aligned buffers of those that closed",
   async () => {
-    const simulated = new SimulatedStorage(seededRandom(7));
-    await simulated.files.makeDirectory("/log");
-    let allocatedBytes = 0;
-    const io: IoEngine = {
-      ...simulated.io,
-      allocateBuffer: (sizeBytes) => {
-        allocatedBytes += sizeBytes; // as aligned memory, never given back to the system
-        return new Uint8Array(sizeBytes);
-      },
-    };
-    const storage: Storage = { files: simulated.files, io };
-    const limits = { batchBytesMax: 64 * 1024, unsyncedBytesMax: 1024 * 1024 };
+    const { storage, counter } = await countingStorage(7);
     let start = { logfileSequence: 1, firstRecordSequence: 1, previousDigest: chainStartDigest,
       stampFloor: 0 };
     for (let round = 0; round < 20; round++) {
@@ -37,25 +46,11 @@ test("writers started one after another reuse the aligned buffers of those that 
         firstRecordSequence: writer.appendedSequence + 1, previousDigest: chainStartDigest,
         stampFloor: lastStamp };
     }
-    // One writer's worth: its aligned batch buffers and its preallocation zeroes.
-    const oneWriterBytes = batchBuffersAlignedMax * (limits.batchBytesMax + 2 * 4096) +
-      1024 * 1024;
-    expect(allocatedBytes).toBeLessThanOrEqual(oneWriterBytes);
+    expect(counter.allocatedBytes).toBeLessThanOrEqual(oneWriterBytes);
   });
 
 test("a writer that failed leaves its aligned buffers to the writers that follow", async () => {
-  const simulated = new SimulatedStorage(seededRandom(8));
-  await simulated.files.makeDirectory("/log");
-  let allocatedBytes = 0;
-  const io: IoEngine = {
-    ...simulated.io,
-    allocateBuffer: (sizeBytes) => {
-      allocatedBytes += sizeBytes;
-      return new Uint8Array(sizeBytes);
-    },
-  };
-  const storage: Storage = { files: simulated.files, io };
-  const limits = { batchBytesMax: 64 * 1024, unsyncedBytesMax: 1024 * 1024 };
+  const { simulated, storage, counter } = await countingStorage(8);
   for (let round = 0; round < 20; round++) {
     simulated.injectFault = undefined;
     await simulated.files.makeDirectory(`/log/${round}`);
@@ -75,7 +70,5 @@ test("a writer that failed leaves its aligned buffers to the writers that follow
     expect(outcomes.every((outcome) => outcome.status === "rejected")).toBe(true);
     expect(() => writer.append({ kind: "trim", deviceOffset: 0, lengthBytes: 4096 })).toThrow();
   }
-  const oneWriterBytes = batchBuffersAlignedMax * (limits.batchBytesMax + 2 * 4096) +
-    1024 * 1024;
-  expect(allocatedBytes).toBeLessThanOrEqual(oneWriterBytes);
+  expect(counter.allocatedBytes).toBeLessThanOrEqual(oneWriterBytes);
 });
