@@ -1,12 +1,46 @@
-/** The few libc calls the runtime does not offer, bound through bun:ffi (x86_64 Linux). */
+/** Every libc call the runtime does not offer, bound once through bun:ffi (x86_64 Linux). */
+// One dlopen for the process: each binding compiles its trampolines when loaded, and the
+// platform files that need libc (io engines, netlink, the kernel device, locks, sd_notify)
+// share this table instead of opening libc for themselves.
 import { dlopen, FFIType, read } from "bun:ffi";
 
 const seekEnd = 2;
 
-const libc = dlopen("libc.so.6", {
+export const libc = dlopen("libc.so.6", {
   lseek: { args: [FFIType.i32, FFIType.i64, FFIType.i32], returns: FFIType.i64_fast },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+  // io engines
+  syscall: {
+    args: [
+      FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64,
+      FFIType.i64, FFIType.i64, FFIType.i64,
+    ],
+    returns: FFIType.i64_fast,
+  },
+  mmap: {
+    args: [FFIType.u64, FFIType.u64, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i64],
+    returns: FFIType.i64_fast,
+  },
+  munmap: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+  eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+  fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64, FFIType.i64], returns: FFIType.i32 },
+  // sockets: netlink, the kernel device's socketpair, sd_notify
+  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  socketpair: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64_fast },
+  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64_fast },
+  sendto: {
+    args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32],
+    returns: FFIType.i64_fast,
+  },
+  // the process and its files
+  prctl: {
+    args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32,
+  },
+  mlockall: { args: [FFIType.i32], returns: FFIType.i32 },
+  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
 });
 
 /** The calling thread's errno, read right after a failed call. */

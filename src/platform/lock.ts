@@ -1,17 +1,13 @@
 /** Advisory exclusive locks with flock(2): released by the kernel when the process dies. */
-import { dlopen, FFIType } from "bun:ffi";
 import * as fs from "node:fs";
 import { errnoError } from "./errno.ts";
-import { describeErrno, lastErrno } from "./libc.ts";
+import { describeErrno, lastErrno, libc } from "./libc.ts";
 import type { FileLocks, HeldLock } from "./types.ts";
 
 const lockExclusive = 2;
 const lockNonBlocking = 4;
 const wouldBlock = 11;
 
-const libc = dlopen("libc.so.6", {
-  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-});
 
 /** Tries to lock an open descriptor; false when someone else holds the lock. */
 export function tryLockDescriptor(fd: number): boolean {

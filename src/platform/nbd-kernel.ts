@@ -1,22 +1,13 @@
 /** The kernel nbd driver over generic netlink: attach, re-attach, status, detach, stable names. */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import * as fs from "node:fs";
 import { MarsError } from "../lib/errors.ts";
+import { describeErrno, lastErrno, libc } from "./libc.ts";
 import {
   attributeNested, attributeString, attributeU32, attributeU64, GenericNetlink, NetlinkError,
   parseAttributes, readU32,
 } from "./netlink.ts";
 
-const libc = dlopen("libc.so.6", {
-  socketpair: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-  close: { args: [FFIType.i32], returns: FFIType.i32 },
-  prctl: {
-    args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32,
-  },
-  mlockall: { args: [FFIType.i32], returns: FFIType.i32 },
-  __errno_location: { args: [], returns: FFIType.ptr },
-  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
-});
 
 // include/uapi/linux/nbd-netlink.h
 const familyName = "nbd";
@@ -67,9 +58,8 @@ export interface KernelAttachment {
 }
 
 function errnoText(): string {
-  const location = libc.symbols.__errno_location();
-  const errno = location === null ? 0 : read.i32(location, 0);
-  return `${String(libc.symbols.strerror(errno))} (errno ${errno})`;
+  const errno = lastErrno();
+  return `${describeErrno(errno)} (errno ${errno})`;
 }
 
 /** Opens netlink and resolves the nbd family, or explains that the driver is missing. */

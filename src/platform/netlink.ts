@@ -1,16 +1,9 @@
 /** Generic netlink over bun:ffi: messages built by hand, families resolved by name, acks read. */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
+import { describeErrno, lastErrno, libc } from "./libc.ts";
 
-const libc = dlopen("libc.so.6", {
-  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64_fast },
-  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64_fast },
-  close: { args: [FFIType.i32], returns: FFIType.i32 },
-  __errno_location: { args: [], returns: FFIType.ptr },
-  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
-});
 
 const addressFamilyNetlink = 16;
 const socketRaw = 3;
@@ -35,13 +28,8 @@ const replyDatagramsMax = 64;
 
 const errnoNoEntry = 2;
 
-function lastErrno(): number {
-  const location = libc.symbols.__errno_location();
-  return location === null ? 0 : read.i32(location, 0);
-}
-
 function describe(errno: number): string {
-  return `${String(libc.symbols.strerror(errno))} (errno ${errno})`;
+  return `${describeErrno(errno)} (errno ${errno})`;
 }
 
 /** A netlink error carrying the kernel's errno, so callers can react to specific ones. */

@@ -1,7 +1,7 @@
 /** systemd's notify protocol (READY=1, STOPPING=1) over a unix datagram socket, through libc. */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { chmodSync } from "node:fs";
-import { describeErrno, lastErrno } from "./libc.ts";
+import { describeErrno, lastErrno, libc } from "./libc.ts";
 
 const addressFamilyUnix = 1;
 const socketDatagram = 2;
@@ -9,14 +9,6 @@ const socketCloseOnExec = 0o2000000;
 const socketAddressBytes = 110;
 const socketPathBytesMax = 107;
 
-const libc = dlopen("libc.so.6", {
-  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  sendto: {
-    args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32],
-    returns: FFIType.i64,
-  },
-  close: { args: [FFIType.i32], returns: FFIType.i32 },
-});
 
 /**
  * Sends `state` to $NOTIFY_SOCKET; does nothing when it is unset (not under systemd).

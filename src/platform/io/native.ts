@@ -1,27 +1,7 @@
-/** The libc calls the io engines need (syscall, mmap, eventfd), bound once through bun:ffi. */
+/** The libc calls the io engines need (syscall, mmap, eventfd, fallocate), wrapped for them. */
 // x86_64 Linux only: the io_uring syscall numbers and the mmap constants below are that ABI's.
-import { dlopen, FFIType, read } from "bun:ffi";
 import { constants as osConstants } from "node:os";
-
-const libc = dlopen("libc.so.6", {
-  syscall: {
-    args: [
-      FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64,
-      FFIType.i64, FFIType.i64, FFIType.i64,
-    ],
-    returns: FFIType.i64_fast,
-  },
-  mmap: {
-    args: [FFIType.u64, FFIType.u64, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i64],
-    returns: FFIType.i64_fast,
-  },
-  munmap: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
-  eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
-  close: { args: [FFIType.i32], returns: FFIType.i32 },
-  fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64, FFIType.i64], returns: FFIType.i32 },
-  __errno_location: { args: [], returns: FFIType.ptr },
-  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
-});
+import { describeErrno, lastErrno, libc } from "../libc.ts";
 
 export const systemCall = {
   ioUringSetup: 425,
@@ -56,18 +36,13 @@ export function errnoName(errno: number): string {
 }
 
 export function errnoMessage(errno: number): string {
-  return String(libc.symbols.strerror(errno));
+  return describeErrno(errno);
 }
 
 export function failure(errno: number): NativeFailure {
   return { errno, name: errnoName(errno), message: errnoMessage(errno) };
 }
 
-/** The calling thread's errno, read right after a failed call. */
-export function lastErrno(): number {
-  const location = libc.symbols.__errno_location();
-  return location === null ? 0 : read.i32(location, 0);
-}
 
 /** syscall(number, ...) with up to six integer arguments; negative errno on failure. */
 export function callSystem(number: number, ...args: number[]): number {
