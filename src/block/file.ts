@@ -190,12 +190,14 @@ class FileBlockDevice implements FileDevice {
           lengthBytes }];
         if (fua) operations.push({ kind: "fsync", fd: this.fd, dataOnly: true });
         const results = await this.submit(operations, true);
-        const failure = results.find((result) => !result.ok);
-        if (failure === undefined) return;
-        if (failure.ok || !fallbackErrnos.has(failure.errno)) {
+        const allocated = results[0]!;
+        // Only fallocate's own refusal falls back; any other failure (the disk's, the sync's)
+        // is the request's error.
+        if (allocated.ok || !fallbackErrnos.has(allocated.errno)) {
           results.forEach((result) => this.checked("write-zeroes", offset, result));
+          return;
         }
-        if (!failure.ok && failure.errno !== "EINVAL") this.unsupportedModes.add(mode);
+        if (allocated.errno !== "EINVAL") this.unsupportedModes.add(mode);
       }
       await this.writeLiteralZeroes(offset, lengthBytes, fua);
     });
