@@ -91,7 +91,7 @@ export class BatchBuffers {
 
   /**
    * The writer closed: its spare aligned buffers go to the writers that follow, and so do those
-   * given back later (a batch still being committed). A failed batch's buffer never is.
+   * given back later (a batch still being committed, or one whose write failed).
    */
   close(): void {
     this.closed = true;

@@ -5,10 +5,7 @@
 import { assert } from "../lib/assert.ts";
 import { MarsError } from "../lib/errors.ts";
 import { sha256Incremental, type IncrementalDigest } from "../platform/hash.ts";
-import { logfileHeaderBytes, recordHeaderBytes } from "./format.ts";
-
-/** Where a record header stores the length of its stored payload (docs/log-format.md). */
-const storedBytesFieldOffset = 40;
+import { logfileHeaderBytes, recordHeaderBytes, recordStoredBytesOffset } from "./format.ts";
 
 /** Fed by a writer or reader that already cuts the logfile into header and records. */
 export class ContentDigest {
@@ -90,7 +87,7 @@ export class StreamingContentDigest {
     } else {
       this.content.recordHeader(bytes);
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      this.nextHeader += recordHeaderBytes + view.getUint32(storedBytesFieldOffset, true);
+      this.nextHeader += recordHeaderBytes + view.getUint32(recordStoredBytesOffset, true);
     }
     this.pendingBytes = 0;
   }

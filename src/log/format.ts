@@ -14,6 +14,8 @@ export const logNameBytesMax = 63;
 /** "MREC" read as a little-endian u32: the first four bytes of every record. */
 export const recordMagic = 0x4345524d;
 export const recordHeaderBytes = 80;
+/** Where a record header keeps its stored payload length (u32); the content digest reads it. */
+export const recordStoredBytesOffset = 40;
 /** Largest payload one record carries (a write request larger than this is split). */
 export const recordPayloadBytesMax = 8 * 1024 * 1024;
 /** Largest device range one payload-less record (trim, write-zeroes) covers. */
@@ -217,7 +219,7 @@ function writeRecord(
   setU64(view, 16, input.stamp);
   setU64(view, 24, input.deviceOffset);
   setU64(view, 32, input.lengthBytes);
-  view.setUint32(40, stored.data.length, true);
+  view.setUint32(recordStoredBytesOffset, stored.data.length, true);
   // A compressed stream can change without changing what it decodes to: check it as stored.
   view.setUint32(44, stored.codec === "none" ? 0 : crc32(stored.data), true);
   view.setBigUint64(48, xxHash3(payload), true);
@@ -268,7 +270,7 @@ export function decodeRecordHeader(
     stamp: getU64(view, 16),
     deviceOffset: getU64(view, 24),
     lengthBytes: getU64(view, 32),
-    storedBytes: view.getUint32(40, true),
+    storedBytes: view.getUint32(recordStoredBytesOffset, true),
     payloadChecksum: view.getBigUint64(48, true),
     storedChecksum: view.getUint32(44, true),
     fileOffset: getU64(view, 56),
