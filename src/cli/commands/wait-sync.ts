@@ -23,6 +23,13 @@ const pollIntervalMs = 200;
 const terminalGraceMs = 1500;
 const progressBarColumns = 30;
 
+/** A target that is the last end reported here, not one the primary named. */
+interface EstimatedTarget {
+  readonly resource: string;
+  readonly target: LogPosition;
+  readonly reason: string;
+}
+
 interface Waited {
   readonly resource: string;
   readonly host: string;
@@ -84,8 +91,14 @@ async function targetsWhenKnown(
   admin: AdminSession, names: string[], all: boolean, printer: Printer, deadline: number,
 ): Promise<Waited[]> {
   for (;;) {
-    const outcome = await targets(admin, names, all, printer);
-    if (Array.isArray(outcome)) return outcome;
+    const outcome = await targets(admin, names, all);
+    if ("waited" in outcome) {
+      // Said once, for the targets that stand: not again on every retry.
+      for (const { resource, target, reason } of outcome.estimated) {
+        printer.estimatedTarget(resource, target, reason);
+      }
+      return outcome.waited;
+    }
     if (Date.now() >= deadline) throw new MarsError("timeout", outcome.unknown);
     await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
   }
@@ -94,12 +107,12 @@ async function targetsWhenKnown(
 /**
  * Each waited replica with the log position it must reach: the primary's log end when the call
  * began, which the engine asks the primary for. When it cannot (the primary unreachable), the
- * last end reported here stands in, and the printer says so: that target may be up to a report
- * interval old.
+ * last end reported here stands in, and is returned in `estimated`: that target may be up to a
+ * report interval old.
  */
 async function targets(
-  admin: AdminSession, names: string[], all: boolean, printer: Printer,
-): Promise<Waited[] | { unknown: string }> {
+  admin: AdminSession, names: string[], all: boolean,
+): Promise<{ waited: Waited[]; estimated: EstimatedTarget[] } | { unknown: string }> {
   const hostsOf = new Map<string, string[]>();
   for (const resource of names) {
     const primary = admin.map.get(keys.primary(resource));
@@ -113,6 +126,7 @@ async function targets(
   const known = reply.ok ? reply.positions ?? {} : {};
   const estimated = reply.ok ? reply.estimated ?? {} : {};
   const waited: Waited[] = [];
+  const estimatedTargets: EstimatedTarget[] = [];
   for (const [resource, hosts] of hostsOf) {
     const primary = admin.map.get(keys.primary(resource));
     let target = known[resource];
@@ -130,11 +144,11 @@ async function targets(
         if (typeof primary !== "string" || primary === "") throw new MarsError("refused", why);
         return { unknown: why };
       }
-      printer.estimatedTarget(resource, target, reason ?? "the engine did not say");
+      estimatedTargets.push({ resource, target, reason: reason ?? "the engine did not say" });
     }
     for (const host of hosts) waited.push({ resource, host, target });
   }
-  return waited;
+  return { waited, estimated: estimatedTargets };
 }
 
 /** Split brains found and held (pause-sync) by members: wait-sync ends with exit 5. */
