@@ -34,6 +34,20 @@ export interface SetAsideEntry {
 const setAsideStampPattern =
   /-(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{3})Z(?:-\d+)?$/;
 
+/** The time part of a set-aside directory's name (file-name safe). */
+function setAsideStamp(nowMs: number): string {
+  return new Date(Math.floor(nowMs)).toISOString().replace(/[:.]/g, "-");
+}
+
+/** When the directory `name` was set aside, or undefined for a name mars did not give. */
+function setAsideTimeOf(name: string): number | undefined {
+  const found = setAsideStampPattern.exec(name);
+  if (!found) return undefined;
+  const [, day, hours, minutes, seconds, milliseconds] = found;
+  const setAsideMs = Date.parse(`${day}T${hours}:${minutes}:${seconds}.${milliseconds}Z`);
+  return Number.isFinite(setAsideMs) ? setAsideMs : undefined;
+}
+
 /** Names tried for one resource set aside within one millisecond. */
 const setAsideAttemptsMax = 1000;
 
@@ -139,13 +153,8 @@ export class Home {
     if (!(await this.storage.files.status(deleted))) return [];
     const entries: SetAsideEntry[] = [];
     for (const name of await this.storage.files.list(deleted)) {
-      const found = setAsideStampPattern.exec(name);
-      if (!found) continue;
-      const [, day, hours, minutes, seconds, milliseconds] = found;
-      const setAsideMs = Date.parse(`${day}T${hours}:${minutes}:${seconds}.${milliseconds}Z`);
-      if (Number.isFinite(setAsideMs)) {
-        entries.push({ path: confinedPath(deleted, name), setAsideMs });
-      }
+      const setAsideMs = setAsideTimeOf(name);
+      if (setAsideMs !== undefined) entries.push({ path: confinedPath(deleted, name), setAsideMs });
     }
     return entries.sort((left, right) => left.setAsideMs - right.setAsideMs);
   }
@@ -164,7 +173,7 @@ export class Home {
     assert(Number.isFinite(nowMs) && nowMs >= 0, "a wall-clock time");
     const deleted = this.file(homeFiles.deleted);
     await this.storage.files.makeDirectory(deleted);
-    const stamp = new Date(Math.floor(nowMs)).toISOString().replace(/[:.]/g, "-");
+    const stamp = setAsideStamp(nowMs);
     let to = confinedPath(deleted, `${resource}-${stamp}`);
     for (let attempt = 2; await this.storage.files.status(to); attempt++) {
       assert(attempt <= setAsideAttemptsMax, "a free name for a set-aside resource");
