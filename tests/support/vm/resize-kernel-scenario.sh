@@ -14,13 +14,8 @@ fail() {
   tail -n 40 "$root/alpha.log"
   exit 1
 }
-wait_for() { # DESCRIPTION COMMAND...: up to 60 s
-  what=$1
-  shift
-  for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "not within 60 s: $what"
-}
-linked() { [ -b "$(readlink -f /dev/mars/r1)" ]; }
+# shellcheck source=scenario-lib.sh
+. "$(dirname "$0")/scenario-lib.sh"
 device_bytes() { blockdev --getsize64 "$(readlink -f /dev/mars/r1)"; }
 
 step setup

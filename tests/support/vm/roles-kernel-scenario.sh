@@ -22,13 +22,8 @@ start_engine() {
   engines="$engines $!"
   wait_for "$1's engine" test -S "$root/$1/control.sock"
 }
-wait_for() { # DESCRIPTION COMMAND...: up to 60 s
-  what=$1
-  shift
-  for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "not within 60 s: $what"
-}
-linked() { [ -b "$(readlink -f /dev/mars/r1)" ]; }
+# shellcheck source=scenario-lib.sh
+. "$(dirname "$0")/scenario-lib.sh"
 # Runs `mars primary r1` on HOME-WORDS; prints its output and leaves its exit code in $code.
 primary() {
   set +e
